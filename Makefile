@@ -1,0 +1,58 @@
+# Two commands on a fresh Debian 12 machine, as root:
+#   make demo   run the booth on embedded defaults (emulated peripherals, virtual card)
+#   make test   lint, type-check and run the test suite
+#
+# Each installs what it needs: Debian packages, a virtual environment, the
+# project. Stamps make a second run with nothing changed take seconds.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_APT := $(VENV)/.stamp-apt
+STAMP_VENV := $(VENV)/.stamp-install
+
+# pcscd + vpcd: the real PC/SC stack the card reader and its virtual cards use.
+# libpcsclite-dev, swig: build pyscard. libsystemd-dev, pkg-config: systemd-python.
+# xvfb: the booth's screen when there is none. libgl1: OpenCV. ffmpeg: codecs.
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
+	xvfb libgl1 libglib2.0-0 gcc python3-dev python3-venv alsa-utils
+
+.PHONY: demo test lint typecheck unit bench clean setup
+
+setup: $(STAMP_VENV)
+
+$(STAMP_APT): Makefile
+	@mkdir -p $(VENV)
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMP_VENV): $(STAMP_APT) pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,journal]'
+	@touch $@
+
+lint: $(STAMP_VENV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP_VENV)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP_VENV)
+	$(BIN)/python -m kiosk.demo
+
+bench: $(STAMP_VENV)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis

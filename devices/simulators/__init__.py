@@ -1,0 +1,1 @@
+"""Firmware emulators of the booth's peripherals, for tests and the demo."""

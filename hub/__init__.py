@@ -1,0 +1,1 @@
+"""The hub: signalling, waiting room, doctor console, fleet."""

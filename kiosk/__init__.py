@@ -1,0 +1,1 @@
+"""The booth: the patient session, its identity, records and UI."""
