@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from devices.errors import DeviceError, RemoteProtocolError
 from devices.events import DeviceEvent, Reading, StateChanged
@@ -189,7 +189,9 @@ def _write_media(kind: str, scenario: str | None, link: str | None) -> str:
 
     if scenario not in (None, "normal"):
         raise UsageError(f"{kind} scenarios: normal")
-    video_kind = "room" if kind == "booth-camera" else kind
+    video_kind: Literal["otoscope", "dermatoscope", "room"] = (
+        "room" if kind == "booth-camera" else "dermatoscope" if kind == "dermatoscope" else "otoscope"
+    )
     path = link or _temp_path(f"kiosk-{kind}-", ".avi")
     write_synthetic_video(path, kind=video_kind)
     return path

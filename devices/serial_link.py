@@ -19,14 +19,15 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import serial
 
 from devices.errors import DeviceDisconnected, DeviceError, DeviceNotFound
-from devices.events import DeviceEvent, DeviceState, StateChanged
+from devices.events import DeviceEvent, DeviceState
+from devices.fanout import EventFanout, EventSubscription
 
 logger = logging.getLogger(__name__)
 
@@ -149,43 +150,31 @@ class SerialDriver(abc.ABC):
         self.path = path
         self.name = name or self.kind
         self.clock = clock
-        self._state = DeviceState.DISCONNECTED
         self._link: SerialLink | None = None
-        self._subscribers: list[asyncio.Queue[DeviceEvent]] = []
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.log = logging.LoggerAdapter(logger, {"device": self.name})
+        self._fanout = EventFanout(self.name, clock, self.log)
 
     # -- state -----------------------------------------------------------
     @property
     def state(self) -> DeviceState:
-        return self._state
+        return self._fanout.state
+
+    @property
+    def last_error(self) -> DeviceError | None:
+        """The error that came with the latest ``DISCONNECTED`` or ``ERROR`` state."""
+        return self._fanout.last_error
 
     def _set_state(self, new: DeviceState, error: DeviceError | None = None) -> None:
-        old = self._state
-        if old is new and error is None:
-            return
-        self._state = new
-        self.log.info("%s: %s -> %s%s", self.name, old.value, new.value, f" ({error.reason.value})" if error else "")
-        self._publish(StateChanged(self.name, old, new, self.clock(), error))
+        self._fanout.set_state(new, error)
 
     def _publish(self, event: DeviceEvent) -> None:
-        for queue in self._subscribers:
-            if queue.full():
-                # A slow subscriber loses its oldest events, never the newest:
-                # a live display wants the present.
-                queue.get_nowait()
-            queue.put_nowait(event)
+        self._fanout.publish(event)
 
-    async def events(self, maxsize: int = 4096) -> AsyncIterator[DeviceEvent]:
-        """Every reading and state change from now on, in order."""
-        queue: asyncio.Queue[DeviceEvent] = asyncio.Queue(maxsize)
-        self._subscribers.append(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+    def events(self, maxsize: int = 4096) -> EventSubscription:
+        """Every reading and state change from the moment of this call, in order."""
+        return self._fanout.events(maxsize)
 
     # -- connection ------------------------------------------------------
     async def start(self) -> None:

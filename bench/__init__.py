@@ -1,0 +1,1 @@
+"""Benchmarks: each module's ``run()`` returns figures; ``bench.run`` prints them as JSON."""
