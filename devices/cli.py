@@ -170,9 +170,9 @@ async def _simulate(kind: str, scenario: str | None, link: str | None, seed: int
     try:
         await stop.wait()
     finally:
-        if link is None:
-            with contextlib.suppress(FileNotFoundError):
-                Path(path).unlink()
+        # Like a serial emulator's link, the medium goes when the emulator stops.
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
 
 
 def _write_media(kind: str, scenario: str | None, link: str | None) -> str:
@@ -258,13 +258,20 @@ async def _read(kind: str, port: str, protocol: str | None, as_json: bool, timeo
 
 
 async def _print_progress(driver: Any, as_json: bool) -> None:
-    async for event in driver.events():
-        if isinstance(event, Reading) and event.kind == "cuff_pressure":
-            if as_json:
-                _print_json({"cuff_pressure": event.value}, sys.stderr)
-            else:
-                sys.stderr.write(f"\rcuff {event.value:5.0f} mmHg")
-                sys.stderr.flush()
+    shown = False
+    try:
+        async for event in driver.events():
+            if isinstance(event, Reading) and event.kind == "cuff_pressure":
+                if as_json:
+                    _print_json({"cuff_pressure": event.value}, sys.stderr)
+                else:
+                    sys.stderr.write(f"\rcuff {event.value:5.0f} mmHg")
+                    sys.stderr.flush()
+                    shown = True
+    finally:
+        if shown:
+            # End the live line so what follows (result or error) starts clean.
+            sys.stderr.write("\n")
 
 
 async def _read_camera(kind: str, port: str, timeout: float) -> dict[str, object]:
@@ -273,7 +280,9 @@ async def _read_camera(kind: str, port: str, timeout: float) -> dict[str, object
     camera = UvcCamera(port, name=kind)
     await camera.start()
     try:
-        still = await asyncio.wait_for(camera.capture_still(), timeout)
+        async with asyncio.timeout(timeout):
+            await camera.wait_connected()
+            still = await camera.capture_still()
     finally:
         await camera.stop()
     out = Path(tempfile.mkdtemp(prefix="kiosk-still-")) / f"{kind}.png"

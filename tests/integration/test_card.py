@@ -16,8 +16,8 @@ import pytest
 from kiosk.identity.errors import CardError, Reason
 from kiosk.identity.pcsc import CardInserted, CardRemoved, PcscMonitor, ReaderAdded, ReaderRemoved, read_card
 from kiosk.identity.virtual import cards
+from kiosk.identity.virtual import pcscd as pcscd_support
 from kiosk.identity.virtual.vpcd import VirtualCardRunner
-from tests.support import pcscd as pcscd_support
 
 pytestmark = [
     pytest.mark.pcscd,

@@ -1,4 +1,4 @@
-"""A private pcscd with the vpcd driver, for tests.
+"""A private pcscd with the vpcd driver, for tests, the demo and the benchmarks.
 
 What was checked on Debian 12 (pcsc-lite 1.9.9):
 
@@ -189,6 +189,7 @@ def private_pcscd(workdir: Path) -> Iterator[PrivatePcscd]:
     session should use one socket path: make this fixture session-scoped, and
     restart the daemon with :meth:`PrivatePcscd.stop` / :meth:`PrivatePcscd.start`.
     """
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     daemon = PrivatePcscd(workdir, free_port_pair(), workdir / "pcscd.comm")
     previous = os.environ.get(SOCKET_ENV)
