@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import summary_ms
-from kiosk.identity.pcsc import PcscMonitor, read_card
+from kiosk.identity.pcsc import CardRemoved, PcscMonitor, read_card
 from kiosk.identity.virtual import pcscd
 from kiosk.identity.virtual.cards import make_card
 from kiosk.identity.virtual.vpcd import VirtualCardRunner
@@ -41,10 +41,13 @@ async def _measure(daemon: pcscd.PrivatePcscd) -> dict[str, Any]:
             assert len(result.identity.beneficiaries) == 3
             totals.append(result.identity_at - card.inserted_at)
             reads.append(result.identity_at - result.inserted_at)
+            removals = monitor.subscribe()
             await card.remove()
             # Let pcscd see the removal before the next insertion.
-            while any(monitor.readers.values()):
-                await asyncio.sleep(0.05)
+            async with asyncio.timeout(5):
+                while not isinstance(await removals.get(), CardRemoved):
+                    pass
+            monitor.unsubscribe(removals)
     return {
         "insertion_to_identity": summary_ms(totals),
         "pcscd_card_event_to_identity": summary_ms(reads),

@@ -9,6 +9,7 @@ at the driver's default poll interval and at the emulator's real pace.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import tempfile
 import time
@@ -41,7 +42,7 @@ async def _cycle(port: str) -> dict[str, Any]:
         await nibp.measure()
         seconds = time.monotonic() - started
         collector.cancel()
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return {
         "cycle_seconds": round(seconds, 2),
         "updates": len(stamps),
