@@ -13,9 +13,10 @@ STAMP_VENV := $(VENV)/.stamp-install
 
 # pcscd + vpcd: the real PC/SC stack the card reader and its virtual cards use.
 # libpcsclite-dev, swig: build pyscard. libsystemd-dev, pkg-config: systemd-python.
-# xvfb: the booth's screen when there is none. libgl1: OpenCV. ffmpeg: codecs.
+# xvfb: the booth's screen when there is none. libgl1, libglib2.0-0: OpenCV.
+# libasound2-data: ALSA's configuration, which PyAV's bundled libasound reads.
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
-	xvfb libgl1 libglib2.0-0 gcc python3-dev python3-venv alsa-utils
+	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv
 
 .PHONY: demo test lint typecheck unit bench clean setup
 
