@@ -44,7 +44,6 @@ from devices.errors import (
     RemoteProtocolError,
 )
 from devices.events import DeviceState, Quality, Reading
-from devices.protocols import NEED_DATA
 from devices.protocols import suntech as proto
 from devices.protocols.suntech import (
     ErraticSignal,
@@ -57,7 +56,7 @@ from devices.protocols.suntech import (
     RetryLimitExceeded,
     WeakSignal,
 )
-from devices.serial_link import Clock, SerialDriver, SerialSettings
+from devices.serial_link import Clock, FrameParser, SerialDriver, SerialSettings
 
 __all__ = [
     "BloodPressureMonitor",
@@ -137,8 +136,6 @@ class BloodPressureMonitor(SerialDriver):
         self._abort_acked = asyncio.Event()
         self._valves_acked = asyncio.Event()
         self._expect_valves_ack = False
-        self.protocol_errors = 0
-        """Runs of bytes dropped because they were not valid frames, since creation."""
 
     # -- SerialDriver hooks ------------------------------------------------
     def _reset_protocol(self) -> None:
@@ -146,18 +143,9 @@ class BloodPressureMonitor(SerialDriver):
         self._expect_valves_ack = False
 
     def _on_data(self, data: bytes, now: float) -> None:
-        self._parser.receive_data(data)
-        corrupted = False
-        while True:
-            try:
-                event = self._parser.next_event()
-            except RemoteProtocolError as exc:
-                corrupted = True
-                self.protocol_errors += 1
-                self.log.debug("%s: dropped %d byte(s) off the line", self.name, len(getattr(exc, "skipped", b"")))
-                continue
-            if event is NEED_DATA:
-                break
+        parser: FrameParser[proto.ModuleEvent] = self._parser
+        events, corrupted = self._decode(parser, data)
+        for event in events:
             self._on_event(event, now)
         waiter = self._waiter
         if corrupted and waiter is not None and not waiter.done():

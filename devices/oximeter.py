@@ -14,9 +14,9 @@ import asyncio
 import time
 from typing import Literal
 
-from devices.errors import DeviceDisconnected, DeviceError, DeviceTimeout, Reason, RemoteProtocolError
+from devices.errors import DeviceDisconnected, DeviceError, DeviceTimeout, Reason
 from devices.events import DeviceState, Quality, Reading, StateChanged
-from devices.protocols import NEED_DATA, contec, contec_legacy
+from devices.protocols import contec, contec_legacy
 from devices.protocols.oximetry import OximeterFrame
 from devices.serial_link import Clock, SerialDriver, SerialLink, SerialSettings
 
@@ -63,7 +63,6 @@ class Oximeter(SerialDriver):
         self.active_generation: Literal["legacy", "current"] = "legacy" if generation == "legacy" else "current"
         """The protocol in use; under ``auto``, the one that last worked."""
         self.settings = _SETTINGS[self.active_generation]
-        self.protocol_errors = 0
         """Runs of bytes dropped because they broke the framing, since creation."""
         self.frames = 0
         """Frames decoded since creation."""
@@ -88,22 +87,8 @@ class Oximeter(SerialDriver):
         group.create_task(self._watchdog())
 
     def _on_data(self, data: bytes, now: float) -> None:
-        parser = self._parser
-        parser.receive_data(data)
-        while True:
-            try:
-                event = parser.next_event()
-            except RemoteProtocolError as exc:
-                self.protocol_errors += 1
-                self.log.debug(
-                    "%s: dropped %d byte(s) outside the %s framing",
-                    self.name,
-                    len(getattr(exc, "skipped", b"")),
-                    self.active_generation,
-                )
-                continue
-            if event is NEED_DATA:
-                return
+        events, _ = self._decode(self._parser, data)
+        for event in events:
             if isinstance(event, OximeterFrame):
                 self._on_frame(event, now)
             # Stored records only come after a download request, which this

@@ -21,17 +21,27 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import serial
 
-from devices.errors import DeviceDisconnected, DeviceError, DeviceNotFound
+from devices.errors import DeviceDisconnected, DeviceError, DeviceNotFound, RemoteProtocolError
 from devices.events import DeviceEvent, DeviceState
 from devices.fanout import EventFanout, EventSubscription
+from devices.protocols import NEED_DATA, NeedData
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+E_co = TypeVar("E_co", covariant=True)
+
+
+class FrameParser(Protocol[E_co]):
+    """The sans-IO parser shape every serial protocol module follows."""
+
+    def receive_data(self, data: bytes) -> None: ...
+
+    def next_event(self) -> E_co | NeedData: ...
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,8 @@ class SerialDriver(abc.ABC):
         self._connected = asyncio.Event()
         self.log = logging.LoggerAdapter(logger, {"device": self.name})
         self._fanout = EventFanout(self.name, clock, self.log)
+        self.protocol_errors = 0
+        """Runs of bytes dropped off the line as not valid frames, since creation."""
 
     # -- state -----------------------------------------------------------
     @property
@@ -242,6 +254,27 @@ class SerialDriver(abc.ABC):
         while True:
             data, now = await link.read()
             self._on_data(data, now)
+
+    def _decode(self, parser: FrameParser[E_co], data: bytes) -> tuple[list[E_co], bool]:
+        """Feed ``data`` to ``parser``: the frames it completes, and whether bytes were dropped.
+
+        A dropped run is counted and logged by size only (its bytes may carry
+        a reading); the parser has already resynchronised past it.
+        """
+        parser.receive_data(data)
+        events: list[E_co] = []
+        dropped = False
+        while True:
+            try:
+                event = parser.next_event()
+            except RemoteProtocolError as exc:
+                dropped = True
+                self.protocol_errors += 1
+                self.log.debug("%s: dropped %d byte(s) off the line", self.name, len(getattr(exc, "skipped", b"")))
+                continue
+            if event is NEED_DATA:
+                return events, dropped
+            events.append(event)
 
     def _send(self, data: bytes) -> None:
         link = self._link

@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from devices.errors import DeviceDisconnected, DeviceError, DeviceTimeout, RemoteProtocolError
+from devices.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 from devices.events import Quality, Reading
-from devices.protocols import NEED_DATA
 from devices.protocols import lu90614 as proto
 from devices.serial_link import Clock, SerialDriver, SerialSettings
 
@@ -47,26 +46,14 @@ class Thermometer(SerialDriver):
         self._parser = proto.ThermometerParser()
         self._waiter: asyncio.Future[tuple[proto.Temperature, float] | _Corrupted] | None = None
         self._lock = asyncio.Lock()
-        self.protocol_errors = 0
-        """Runs of bytes dropped because they were not valid replies, since creation."""
 
     # -- SerialDriver hooks ------------------------------------------------
     def _reset_protocol(self) -> None:
         self._parser = proto.ThermometerParser()
 
     def _on_data(self, data: bytes, now: float) -> None:
-        self._parser.receive_data(data)
-        corrupted = False
-        while True:
-            try:
-                event = self._parser.next_event()
-            except RemoteProtocolError as exc:
-                corrupted = True
-                self.protocol_errors += 1
-                self.log.debug("%s: dropped %d byte(s) off the line", self.name, len(getattr(exc, "skipped", b"")))
-                continue
-            if event is NEED_DATA:
-                break
+        events, corrupted = self._decode(self._parser, data)
+        for event in events:
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result((event, now))
