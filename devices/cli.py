@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from devices.errors import DeviceError, RemoteProtocolError
+from devices.errors import DeviceError, DeviceTimeout, RemoteProtocolError
 from devices.events import DeviceEvent, Reading, StateChanged
 from devices.protocols import NEED_DATA
 from devices.simulators.base import UnknownScenario
@@ -35,6 +35,8 @@ from devices.simulators.base import UnknownScenario
 EXIT_OK = 0
 EXIT_DEVICE = 1
 EXIT_USAGE = 2
+CONNECT_TIMEOUT = 5.0
+"""Seconds ``read`` waits for the port to appear before giving up."""
 
 
 class Parser(Protocol):
@@ -235,7 +237,7 @@ async def _read(kind: str, port: str, protocol: str | None, as_json: bool, timeo
         return await _read_stethoscope(port, timeout)
     driver = _serial_driver(kind, port, protocol)
     async with driver:
-        await driver.wait_connected(timeout)
+        await _connect(driver, timeout)
         if kind.startswith("oximeter"):
             spo2, pulse = await driver.read_once(timeout=timeout)
             return {"spo2": spo2.value, "pulse": pulse.value, "unit_spo2": spo2.unit, "unit_pulse": pulse.unit}
@@ -255,6 +257,14 @@ async def _read(kind: str, port: str, protocol: str | None, as_json: bool, timeo
             }
         reading = await driver.read(timeout=min(timeout, 5.0))
         return {"celsius": reading.value, "quality": sorted(flag.value for flag in reading.quality)}
+
+
+async def _connect(driver: Any, timeout: float) -> None:
+    """Wait for the port; a port that is not there is reported as such, quickly."""
+    try:
+        await driver.wait_connected(min(timeout, CONNECT_TIMEOUT))
+    except TimeoutError:
+        raise driver.last_error or DeviceTimeout(f"{driver.name} did not connect") from None
 
 
 async def _print_progress(driver: Any, as_json: bool) -> None:

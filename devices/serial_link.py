@@ -223,7 +223,10 @@ class SerialDriver(abc.ABC):
                 link.open()
             except DeviceNotFound as exc:
                 if not announced_missing:
+                    # Once per absence: the UI can say "not plugged in", the
+                    # log is not flooded while we poll for the port's return.
                     self.log.info("%s: waiting for %s (%s)", self.name, self.path, exc.reason.value)
+                    self._set_state(DeviceState.DISCONNECTED, exc)
                     announced_missing = True
                 await asyncio.sleep(self.reconnect_interval)
                 continue
