@@ -15,8 +15,9 @@ STAMP_VENV := $(VENV)/.stamp-install
 # libpcsclite-dev, swig: build pyscard. libsystemd-dev, pkg-config: systemd-python.
 # xvfb: the booth's screen when there is none. libgl1, libglib2.0-0: OpenCV.
 # libasound2-data: ALSA's configuration, which PyAV's bundled libasound reads.
+# coturn: the real TURN server the consultation link is tested through.
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
-	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv
+	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn
 
 .PHONY: demo test lint typecheck unit bench clean setup
 
