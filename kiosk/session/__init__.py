@@ -1,0 +1,1 @@
+"""The consultation session on the booth: WebRTC peer, media tracks, ICE/TURN."""
