@@ -98,8 +98,12 @@ def _encode(extension: str, image: Image, params: list[int]) -> bytes:
     return bytes(data.tobytes())
 
 
-class _LatestSlot:
-    """One consumer's mailbox: the newest frame it has not taken yet, nothing more."""
+class LatestFrameSlot:
+    """One consumer's mailbox: the newest frame it has not taken yet, nothing more.
+
+    Used by :meth:`UvcCamera.frames` for each subscriber and by anything that
+    turns the camera's push into a pull (a WebRTC track's ``recv``).
+    """
 
     def __init__(self) -> None:
         self.frame: CameraFrame | None = None
@@ -108,6 +112,19 @@ class _LatestSlot:
     def put(self, frame: CameraFrame) -> None:
         self.frame = frame
         self.ready.set()
+
+    def clear(self) -> None:
+        self.frame = None
+        self.ready.clear()
+
+    async def take(self) -> CameraFrame:
+        """The newest frame, waiting for one if none is pending."""
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            frame, self.frame = self.frame, None
+            if frame is not None:
+                return frame
 
 
 @dataclass
@@ -145,7 +162,7 @@ class UvcCamera(ThreadedDriver[cv2.VideoCapture]):
         self.fps = fps
         self.still_size = still_size
         self.is_v4l2 = path.startswith("/dev/")
-        self._slots: list[_LatestSlot] = []
+        self._slots: list[LatestFrameSlot] = []
         self._still_requests: queue.SimpleQueue[_StillRequest] = queue.SimpleQueue()
         self._still_mode: tuple[int, int] | None = None
         self._index = 0
@@ -170,15 +187,11 @@ class UvcCamera(ThreadedDriver[cv2.VideoCapture]):
         The iterator outlives unplugs: it waits while the camera is away and
         resumes when it is back (watch :meth:`events` for the state).
         """
-        slot = _LatestSlot()
+        slot = LatestFrameSlot()
         self._slots.append(slot)
         try:
             while True:
-                await slot.ready.wait()
-                slot.ready.clear()
-                frame, slot.frame = slot.frame, None
-                if frame is not None:
-                    yield frame
+                yield await slot.take()
         finally:
             self._slots.remove(slot)
 

@@ -49,7 +49,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
 from av.packet import Packet
 
-from devices.camera import CameraFrame, UvcCamera
+from devices.camera import CameraFrame, LatestFrameSlot, UvcCamera
 from devices.stethoscope import AudioChunk, Stethoscope
 
 logger = logging.getLogger(__name__)
@@ -64,30 +64,6 @@ OPUS_INPUT_RATES = frozenset({8_000, 12_000, 16_000, 24_000, 48_000})
 STETHOSCOPE_OPUS_BITRATE = 96_000
 """Bits per second: the rate aiortc uses for speech, spent here on one channel."""
 _AUDIO_QUEUE = 50  # 1 s of 20 ms chunks: as the Stethoscope's own consumer queue
-
-
-class _LatestFrame:
-    """Newest camera frame not yet taken by the encoder; older ones are overwritten."""
-
-    def __init__(self) -> None:
-        self.frame: CameraFrame | None = None
-        self.ready = asyncio.Event()
-
-    def put(self, frame: CameraFrame) -> None:
-        self.frame = frame
-        self.ready.set()
-
-    def clear(self) -> None:
-        self.frame = None
-        self.ready.clear()
-
-    async def take(self) -> CameraFrame:
-        while True:
-            await self.ready.wait()
-            self.ready.clear()
-            frame, self.frame = self.frame, None
-            if frame is not None:
-                return frame
 
 
 class CameraTrack(MediaStreamTrack):
@@ -105,7 +81,7 @@ class CameraTrack(MediaStreamTrack):
     def __init__(self, camera: UvcCamera) -> None:
         super().__init__()
         self._camera = camera
-        self._latest = _LatestFrame()
+        self._latest = LatestFrameSlot()
         self._pump: asyncio.Task[None] | None = None
         self._origin: float | None = None
         self._last_pts = -1
