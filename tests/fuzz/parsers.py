@@ -3,7 +3,7 @@
     python -m tests.fuzz.parsers TARGET [libFuzzer options, e.g. -runs=20000]
 
 TARGET: contec-cms50-legacy, contec-cms50, suntech-nibp, suntech-host,
-lu90614, tlv, vitale. Each harness feeds the fuzzer's bytes to the parser in
+lu90614, tlv, vitale, signalling. Each harness feeds the fuzzer's bytes to the parser in
 fuzzer-chosen chunks and lets only the parser's own error type through;
 anything else is a crash the fuzzer reports with its input.
 """
@@ -18,6 +18,7 @@ import atheris
 with atheris.instrument_imports():
     from devices.errors import RemoteProtocolError
     from devices.protocols import NEED_DATA, contec, contec_legacy, lu90614, suntech
+    from hub import messages
     from kiosk.identity import tlv
     from kiosk.identity.errors import CardError
     from kiosk.identity.vitale import VitaleReadout
@@ -84,11 +85,23 @@ def vitale_target(data: bytes) -> None:
         return
 
 
+def signalling_target(data: bytes) -> None:
+    # Every direction's schema sees the same bytes; only MessageError may escape,
+    # and whatever passes must re-encode to an equal message.
+    for direction in messages.Direction:
+        try:
+            message = messages.parse(data, direction)
+        except messages.MessageError:
+            continue
+        assert messages.parse(messages.encode(message, direction), direction) == message
+
+
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     targets: dict[str, Callable[[bytes], None]] = {n: stream_target(n) for n in STREAM_PARSERS}
     targets["tlv"] = tlv_target
     targets["vitale"] = vitale_target
+    targets["signalling"] = signalling_target
     if name not in targets:
         sys.exit(f"target must be one of: {', '.join(targets)}")
     atheris.Setup([sys.argv[0], *sys.argv[2:]], targets[name])

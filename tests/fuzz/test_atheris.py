@@ -11,7 +11,16 @@ import pytest
 
 pytest.importorskip("atheris")
 
-TARGETS = ["contec-cms50-legacy", "contec-cms50", "suntech-nibp", "suntech-host", "lu90614", "tlv", "vitale"]
+TARGETS = [
+    "contec-cms50-legacy",
+    "contec-cms50",
+    "suntech-nibp",
+    "suntech-host",
+    "lu90614",
+    "tlv",
+    "vitale",
+    "signalling",
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
