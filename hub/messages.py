@@ -25,8 +25,11 @@ from typing import Any, Final
 VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+# Lone surrogates ("\ud800" escapes) are refused with the control characters:
+# they decode from JSON but cannot be encoded again, so relaying one would
+# break every later send on that connection.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Direction(enum.Enum):
@@ -238,7 +241,7 @@ def _check(value: object, spec: Spec, where: str) -> None:
         if not isinstance(value, str) or len(value) > spec.max_length:
             raise MessageError(MessageReason.FIELD, f"{where} must be text of at most {spec.max_length} characters")
         if (_CONTROL if spec.multiline else _CONTROL_OR_NEWLINE).search(value):
-            raise MessageError(MessageReason.FIELD, f"{where} holds control characters")
+            raise MessageError(MessageReason.FIELD, f"{where} holds control characters or lone surrogates")
     elif isinstance(spec, Integer):
         if type(value) is not int or not spec.low <= value <= spec.high:
             raise MessageError(MessageReason.FIELD, f"{where} must be an integer in {spec.low}..{spec.high}")

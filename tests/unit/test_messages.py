@@ -142,6 +142,11 @@ def raw(**document: object) -> str:
             MessageReason.FIELD,
         ),
         (
+            '{"v": 1, "type": "announce", "patient": {"first_name": "\\ud800", "age": 7, "reason": "x"}}',
+            Direction.BOOTH_TO_HUB,
+            MessageReason.FIELD,
+        ),
+        (
             raw(type="signal", session=SESSION, payload={"kind": "offer", "sdp": "v=0\x00"}),
             Direction.BOOTH_TO_HUB,
             MessageReason.FIELD,

@@ -1,0 +1,221 @@
+"""The hub's embedded store: SQLite in the state directory (accounts, login failures, sessions).
+
+Calls are short and blocking, made from the event loop (WAL mode keeps a
+reader from waiting on a writer); password hashing, the slow part of a login,
+runs in a thread elsewhere. Time is passed in as ``now`` (Unix seconds), so
+expiry is decided by the caller's clock and tests can move it.
+
+Session ids are never stored: only their SHA-256, so a copy of the database
+does not let anyone ride a live session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    totp_secret TEXT NOT NULL,
+    totp_last_step INTEGER NOT NULL DEFAULT -1,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    username TEXT PRIMARY KEY,   -- any name tried, existing or not: a lockout must not reveal which exist
+    failures INTEGER NOT NULL,
+    locked_until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash BLOB PRIMARY KEY,
+    username TEXT NOT NULL,
+    stage TEXT NOT NULL CHECK (stage IN ('pending', 'active')),
+    csrf TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    expires REAL NOT NULL,
+    identity_chain TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires);
+"""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A doctor's account."""
+
+    username: str
+    display_name: str
+    password_hash: str
+    """argon2id, PHC string format."""
+    totp_secret: str
+    """Base32, as in an otpauth:// URI."""
+    totp_last_step: int
+    """The last TOTP time step accepted: a code of that step or earlier is a replay."""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A doctor's login session, pending (password checked) or active (second factor checked)."""
+
+    id_hash: bytes
+    username: str
+    stage: str
+    csrf: str
+    created: float
+    last_seen: float
+    expires: float
+    identity_chain: str | None
+    """The doctor certificate chain issued for this login's WebCrypto key, once certified."""
+
+
+def hash_session_id(session_id: str) -> bytes:
+    """What the store keeps instead of a session id."""
+    return hashlib.sha256(session_id.encode()).digest()
+
+
+class Store:
+    """The SQLite database file ``hub.db`` of a state directory."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        # Password hashes and TOTP secrets live here: owner-only from creation (SQLite gives its
+        # -wal and -shm files the database's mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # -- accounts ---------------------------------------------------------------------
+    def add_account(self, account: Account, *, now: float) -> None:
+        """Create a doctor's account; an existing username is an error (sqlite3.IntegrityError)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    account.username,
+                    account.display_name,
+                    account.password_hash,
+                    account.totp_secret,
+                    account.totp_last_step,
+                    now,
+                ),
+            )
+
+    def account(self, username: str) -> Account | None:
+        """The account called ``username``, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT username, display_name, password_hash, totp_secret, totp_last_step FROM accounts"
+                " WHERE username = ?",
+                (username,),
+            ).fetchone()
+        return Account(*row) if row else None
+
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        """Replace a hash (argon2 rehash after a parameter change)."""
+        with self._lock:
+            self._db.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (password_hash, username))
+
+    def advance_totp_step(self, username: str, step: int) -> bool:
+        """Record ``step`` as used; False if it (or a later one) already was: a replayed code."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE accounts SET totp_last_step = ? WHERE username = ? AND totp_last_step < ?",
+                (step, username, step),
+            )
+        return cursor.rowcount == 1
+
+    # -- failures and lockout ------------------------------------------------------------
+    def failures(self, username: str) -> tuple[int, float]:
+        """Consecutive failures and the lock's end (0 when unlocked) for a name."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT failures, locked_until FROM login_failures WHERE username = ?", (username,)
+            ).fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    def record_failure(self, username: str, *, max_failures: int, lock_until: float) -> bool:
+        """Count a failure; lock the name when it reaches ``max_failures``. True if it is now locked."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO login_failures VALUES (?, 1, 0) "
+                "ON CONFLICT(username) DO UPDATE SET failures = failures + 1",
+                (username,),
+            )
+            (failures,) = self._db.execute(
+                "SELECT failures FROM login_failures WHERE username = ?", (username,)
+            ).fetchone()
+            if failures >= max_failures:
+                self._db.execute(
+                    "UPDATE login_failures SET failures = 0, locked_until = ? WHERE username = ?",
+                    (lock_until, username),
+                )
+                return True
+        return False
+
+    def clear_failures(self, username: str) -> None:
+        """A successful login resets the count."""
+        with self._lock:
+            self._db.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+
+    # -- sessions ------------------------------------------------------------------------
+    def create_session(
+        self, session_id: str, username: str, *, stage: str, csrf: str, now: float, expires: float
+    ) -> None:
+        """Store a new session under the hash of ``session_id``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (hash_session_id(session_id), username, stage, csrf, now, now, expires),
+            )
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        """The session with this id, expired or not (the caller decides)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id_hash, username, stage, csrf, created, last_seen, expires, identity_chain"
+                " FROM sessions WHERE id_hash = ?",
+                (hash_session_id(session_id),),
+            ).fetchone()
+        return SessionRecord(*row) if row else None
+
+    def touch_session(self, id_hash: bytes, now: float) -> None:
+        """Mark activity, pushing the idle timeout back."""
+        with self._lock:
+            self._db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
+
+    def set_identity_chain(self, id_hash: bytes, chain: str) -> bool:
+        """Keep the certificate issued for this session; False if one already was."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE sessions SET identity_chain = ? WHERE id_hash = ? AND identity_chain IS NULL",
+                (chain, id_hash),
+            )
+        return cursor.rowcount == 1
+
+    def delete_session(self, id_hash: bytes) -> None:
+        """End a session (logout, expiry, promotion from pending)."""
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+
+    def purge_sessions(self, now: float, idle_timeout: float) -> int:
+        """Delete expired and idle sessions; how many went."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM sessions WHERE expires <= ? OR last_seen <= ?", (now, now - idle_timeout)
+            )
+        return cursor.rowcount
