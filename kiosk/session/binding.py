@@ -22,14 +22,16 @@ import binascii
 import datetime
 import enum
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 Role = Literal["booth", "doctor"]
@@ -109,6 +111,9 @@ def binding_message(fingerprint: str, *, role: Role, session: str) -> bytes:
     """What a side signs: domain, role and session separate each use of a key."""
     if role not in ROLES:
         raise BindingError(Reason.WRONG_ROLE, f"unknown role {role!r}")
+    if not (session.isascii() and session.isprintable()):
+        # Session ids are uuid4 hex; anything else cannot be signed unambiguously.
+        raise BindingError(Reason.MALFORMED, "the session id is not printable ASCII")
     return b"\0".join(
         (BINDING_CONTEXT.rstrip(b"\0"), role.encode(), session.encode(), normalise_fingerprint(fingerprint).encode())
     )
@@ -133,10 +138,7 @@ class FleetTrust:
 
     def verify_chain(self, chain_pem: str, *, now: datetime.datetime) -> x509.Certificate:
         """The leaf of a PEM chain (leaf first) once every link up to the root checks out."""
-        try:
-            chain = x509.load_pem_x509_certificates(chain_pem.encode())
-        except ValueError as exc:
-            raise BindingError(Reason.MALFORMED, "the certificate is not valid PEM") from exc
+        chain = _load_chain(chain_pem)
         if not 1 <= len(chain) <= MAX_CHAIN:
             raise BindingError(Reason.MALFORMED, "the certificate chain has no or too many certificates")
         for cert in (*chain, self.root):
@@ -201,6 +203,26 @@ def short_authentication_string(booth_fingerprint: str, doctor_fingerprint: str,
     digits = f"{number:06d}"
     words = (SAS_WORDS[okm[4]], SAS_WORDS[okm[5]], SAS_WORDS[okm[6]], SAS_WORDS[okm[7]])
     return Sas(digits=f"{digits[:3]} {digits[3:]}", words=words)
+
+
+def _load_chain(chain_pem: str) -> list[x509.Certificate]:
+    """Parse a PEM chain, and every part of it used later, so a malformed one fails here as MALFORMED.
+
+    cryptography parses extensions, names and keys lazily, with their own
+    exception types (InvalidVersion, UnsupportedAlgorithm...), and only warns
+    about some RFC 5280 violations (a serial number <= 0): both are refused
+    here (found by tests/fuzz/link_parsers.py, target ``binding``).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            chain = x509.load_pem_x509_certificates(chain_pem.encode("utf-8", "surrogatepass"))
+            for cert in chain:
+                _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
+                _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_hash_algorithm)
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm, CryptographyDeprecationWarning) as exc:
+        raise BindingError(Reason.MALFORMED, "the certificate is not a valid PEM certificate chain") from exc
+    return chain
 
 
 def _role_of(cert: x509.Certificate) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 from dataclasses import dataclass
@@ -234,3 +235,40 @@ def test_any_text_is_a_fingerprint_or_a_binding_error(text: str) -> None:
         assert normalised == normalise_fingerprint(normalised)
         return
     assert reason is Reason.MALFORMED
+
+
+def _der_with(cert_pem: str, old: bytes, new: bytes) -> str:
+    der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(serialization.Encoding.DER)
+    assert old in der
+    return pem_of_der(der.replace(old, new, 1))
+
+
+def pem_of_der(der: bytes) -> str:
+    return "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
+
+
+def test_certificates_cryptography_parses_lazily_or_warns_about_are_malformed(fleet: Fleet) -> None:
+    """Found by the atheris target ``binding`` (tests/fuzz/link_parsers.py)."""
+    key, cert_pem = fleet.booth()
+    fp = fingerprint("booth")
+    signature = sign_fingerprint(fp, key, role="booth", session=SESSION)
+    serial = x509.load_pem_x509_certificate(cert_pem.encode()).serial_number
+    serial_der = serial.to_bytes((serial.bit_length() + 8) // 8, "big")
+    broken = [
+        _der_with(cert_pem, b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x2c"),  # X.509 version 45
+        _der_with(cert_pem, serial_der, b"\x80" + serial_der[1:]),  # a negative serial number
+        cert_pem.replace("MI", "M\u00e9", 1),
+        cert_pem.replace("MI", "M\ud800", 1),
+    ]
+    for cert in broken:
+        with pytest.raises(BindingError) as caught:
+            verify_binding(fp, signature, cert, role="booth", session=SESSION, trust=fleet.trust, now=NOW)
+        assert caught.value.reason is Reason.MALFORMED
+
+
+def test_a_session_id_that_is_not_printable_ascii_is_malformed(fleet: Fleet) -> None:
+    key, _ = fleet.booth()
+    for session in ("\ud800", "a\nb", "é"):
+        with pytest.raises(BindingError) as caught:
+            sign_fingerprint(fingerprint("x"), key, role="booth", session=session)
+        assert caught.value.reason is Reason.MALFORMED
