@@ -11,12 +11,12 @@ import logging
 import time
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from cryptography import x509
 
 from hub import pki
-from hub.messages import MAX_MESSAGE_BYTES, Direction, MessageError, MessageReason
-from hub.waiting_room import BoothLink, WaitingRoom, read_message
+from hub.messages import MAX_MESSAGE_BYTES, Direction
+from hub.waiting_room import BoothLink, WaitingRoom, relay_frames
 from hub.wsendpoint import WsEndpoint
 
 logger = logging.getLogger(__name__)
@@ -48,19 +48,7 @@ async def booth_socket(request: web.Request) -> web.StreamResponse:
     link = BoothLink(endpoint, booth=identity.booth_id, certificate=identity.certificate_pem)
     room.booth_joined(link, time.monotonic())
     try:
-        async for frame in ws:
-            now = time.monotonic()
-            if frame.type == WSMsgType.TEXT:
-                try:
-                    message = read_message(frame.data, Direction.BOOTH_TO_HUB)
-                except MessageError as exc:
-                    room.invalid(link, exc, now)
-                    continue
-                room.from_booth(link, message, now)
-            elif frame.type == WSMsgType.BINARY:
-                room.invalid(link, MessageError(MessageReason.NOT_JSON, "binary frames are not accepted"), now)
-            elif frame.type == WSMsgType.ERROR:
-                break
+        await relay_frames(ws, room, link, Direction.BOOTH_TO_HUB, room.from_booth)
     finally:
         room.booth_left(link, time.monotonic())
         await endpoint.finish()

@@ -31,13 +31,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from hub import pki
 from hub.accounts import Accounts, Doctor, IdentityError, LoginError, LoginReason
 from hub.booth_api import FRAME_LIMIT
-from hub.messages import Direction, MessageError, MessageReason
-from hub.waiting_room import CLOSE_SESSION, DoctorLink, WaitingRoom, read_message
+from hub.messages import Direction
+from hub.waiting_room import CLOSE_SESSION, DoctorLink, WaitingRoom, relay_frames
 from hub.wsendpoint import WsEndpoint
 
 logger = logging.getLogger(__name__)
@@ -292,19 +292,7 @@ async def doctor_socket(request: web.Request) -> web.StreamResponse:
     request.app[LINKS][link] = session_id
     room.doctor_joined(link, time.monotonic())
     try:
-        async for frame in ws:
-            now = time.monotonic()
-            if frame.type == WSMsgType.TEXT:
-                try:
-                    message = read_message(frame.data, Direction.DOCTOR_TO_HUB)
-                except MessageError as exc:
-                    room.invalid(link, exc, now)
-                    continue
-                room.from_doctor(link, message, now)
-            elif frame.type == WSMsgType.BINARY:
-                room.invalid(link, MessageError(MessageReason.NOT_JSON, "binary frames are not accepted"), now)
-            elif frame.type == WSMsgType.ERROR:
-                break
+        await relay_frames(ws, room, link, Direction.DOCTOR_TO_HUB, room.from_doctor)
     finally:
         request.app[LINKS].pop(link, None)
         room.doctor_left(link)

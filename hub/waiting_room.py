@@ -26,14 +26,17 @@ Rules it keeps:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
+
+from aiohttp import WSMsgType, web
 
 from hub.accounts import AuditHook, log_security_event
-from hub.messages import Direction, Message, MessageError, encode, parse
+from hub.messages import Direction, Message, MessageError, MessageReason, encode, parse
 
 logger = logging.getLogger(__name__)
 
@@ -308,3 +311,29 @@ class WaitingRoom:
         text = self._queue_text(now)
         for doctor in self.doctors:
             doctor.endpoint.send(text)
+
+
+L = TypeVar("L", BoothLink, DoctorLink)
+
+
+async def relay_frames(
+    ws: web.WebSocketResponse,
+    room: WaitingRoom,
+    link: L,
+    direction: Direction,
+    deliver: Callable[[L, Message, float], None],
+) -> None:
+    """Read one side's WebSocket until it closes: valid messages to ``deliver``, the rest to ``room.invalid``."""
+    async for frame in ws:
+        now = time.monotonic()
+        if frame.type == WSMsgType.TEXT:
+            try:
+                message = read_message(frame.data, direction)
+            except MessageError as exc:
+                room.invalid(link, exc, now)
+                continue
+            deliver(link, message, now)
+        elif frame.type == WSMsgType.BINARY:
+            room.invalid(link, MessageError(MessageReason.NOT_JSON, "binary frames are not accepted"), now)
+        elif frame.type == WSMsgType.ERROR:
+            break
