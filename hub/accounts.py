@@ -8,10 +8,12 @@ account exists or not; failures are counted per name tried, existing or not,
 so a lockout does not reveal which names exist either. An unknown name still
 costs one argon2 verification, so timing tells nothing.
 
-WebAuthn (the issue's preferred second factor) is not implemented yet: the
-extension point is :meth:`Accounts.complete_second_factor`, which any second
-factor calls once it has checked its proof; TOTP is the fallback that works
-today.
+The second factor is a WebAuthn security key (:meth:`Accounts.webauthn_step`,
+ceremonies in :mod:`hub.webauthn`) when the account has one registered, with
+TOTP (:meth:`Accounts.totp_step`) as the fallback that always works. Both end
+in :meth:`Accounts.complete_second_factor`; a security-key answer that does not
+verify counts as a login failure exactly like a wrong TOTP code (rate limit,
+lockout, audit event).
 
 Security events go to an :data:`AuditHook` (the audit log is a later issue):
 event kind plus opaque ids, never a password, code or patient detail.
@@ -31,14 +33,15 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.hazmat.primitives.serialization import Encoding
+from webauthn.helpers import bytes_to_base64url
 
-from hub import pki
+from hub import pki, webauthn
 from hub.config import HubConfig
 from hub.store import Account, SessionRecord, Store
 
@@ -172,6 +175,8 @@ class Issued:
     csrf: str
     expires: float
     """Unix time of the absolute end of the session."""
+    methods: tuple[str, ...] = ()
+    """After the password step: the second factors this account can use, preferred first."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,11 @@ class Accounts:
         expires = now + self.config.pending_lifetime
         self.store.create_session(session_id, account.username, stage="pending", csrf=csrf, now=now, expires=expires)
         self.audit("login_password_ok", {"account": account.username})
-        return Issued(session_id, csrf, expires)
+        return Issued(session_id, csrf, expires, self.second_factors(account.username))
+
+    def second_factors(self, username: str) -> tuple[str, ...]:
+        """``("webauthn", "totp")`` when the account has a security key, else ``("totp",)``."""
+        return ("webauthn", "totp") if self.store.credential_count(username) else ("totp",)
 
     async def totp_step(self, session_id: str | None, code: str, *, client: str, now: float) -> Issued:
         """Second step: a TOTP code for the pending session; a fresh active session."""
@@ -246,8 +255,35 @@ class Accounts:
             self._fail(name, now, "totp-replay", pending=pending)
         return self.complete_second_factor(pending, now=now, factor="totp")
 
+    def webauthn_login_options(self, session_id: str | None, *, origin: str, now: float) -> dict[str, Any]:
+        """WebAuthn request options for a pending session (its challenge is kept with it).
+
+        ``origin`` is the request's Origin, already checked against the allowed ones."""
+        pending = self._session(session_id, now, stage="pending")
+        self._refuse_if_locked(pending.username, now, pending=pending)
+        return webauthn.authentication_options(
+            self.store, username=pending.username, id_hash=pending.id_hash, origin=origin, now=now
+        )
+
+    def webauthn_step(
+        self, session_id: str | None, credential: webauthn.CredentialJSON, *, origin: str, client: str, now: float
+    ) -> Issued:
+        """Second step by security key: an assertion answering the pending session's challenge."""
+        self.check_rate(client)
+        pending = self._session(session_id, now, stage="pending")
+        name = pending.username
+        self._refuse_if_locked(name, now, pending=pending)
+        try:
+            webauthn.verify_authentication(
+                self.store, credential, username=name, id_hash=pending.id_hash, origin=origin, now=now
+            )
+        except webauthn.CeremonyFailed as exc:
+            logger.debug("security key assertion refused: %s", exc)
+            self._fail(name, now, "webauthn", pending=pending)
+        return self.complete_second_factor(pending, now=now, factor="webauthn")
+
     def complete_second_factor(self, pending: SessionRecord, *, now: float, factor: str) -> Issued:
-        """Promote a pending session once a second factor (TOTP today, WebAuthn later) has been verified."""
+        """Promote a pending session once a second factor (TOTP or WebAuthn) has been verified."""
         self.store.delete_session(pending.id_hash)
         self.store.clear_failures(pending.username)
         session_id = secrets.token_urlsafe(32)  # 256 bits
@@ -331,3 +367,49 @@ class Accounts:
             raise IdentityError("this login already has a certified key; log in again for a new one")
         self.audit("identity_certified", {"account": doctor.username, "serial": f"{cert.serial_number:x}"})
         return chain
+
+    # -- security keys (WebAuthn registration) ----------------------------------------------------
+    def webauthn_registration_options(self, doctor: Doctor, *, origin: str, now: float) -> dict[str, Any]:
+        """WebAuthn creation options for a logged-in doctor (the challenge is kept with the session)."""
+        options = webauthn.registration_options(
+            self.store,
+            username=doctor.username,
+            display_name=doctor.display_name,
+            id_hash=doctor.session.id_hash,
+            origin=origin,
+            now=now,
+        )
+        self.audit("webauthn_register_started", {"account": doctor.username})
+        return options
+
+    def register_webauthn(
+        self, doctor: Doctor, credential: webauthn.CredentialJSON, *, origin: str, name: str | None, now: float
+    ) -> int:
+        """Verify and store a new security key; how many the doctor now has.
+
+        :class:`hub.webauthn.WebAuthnError` when refused (``webauthn_refused`` when the attestation does not
+        verify)."""
+        try:
+            stored = webauthn.verify_registration(
+                self.store,
+                credential,
+                username=doctor.username,
+                id_hash=doctor.session.id_hash,
+                origin=origin,
+                name=name,
+                now=now,
+            )
+        except webauthn.CeremonyFailed as exc:
+            logger.debug("security key registration refused: %s", exc)
+            self.audit("webauthn_register_refused", {"account": doctor.username})
+            raise webauthn.WebAuthnError(
+                400, "webauthn_refused", "the security key's answer did not verify; ask for new options and retry"
+            ) from exc
+        except webauthn.WebAuthnError as exc:
+            self.audit("webauthn_register_refused", {"account": doctor.username, "reason": exc.code})
+            raise
+        self.audit(
+            "webauthn_registered",
+            {"account": doctor.username, "credential": opaque(bytes_to_base64url(stored.credential_id))},
+        )
+        return self.store.credential_count(doctor.username)

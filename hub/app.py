@@ -202,6 +202,7 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         accounts,
         room,
         doctor_ca,
+        fleet_ca=pki.pem(fleet_ca),
         origins=origins,
         static_dir=config.static_dir,
         heartbeat=config.heartbeat,

@@ -30,16 +30,36 @@ Example ``hub.toml`` (every key optional)::
     max_invalid_per_minute = 20 # invalid signalling messages before a connection is closed
     heartbeat = 30              # seconds between WebSocket pings
     queue_refresh = 30          # seconds between waiting-room refreshes
+
+    [ice]                       # what the console's WebRTC peer uses (GET /api/config); default: nothing
+    urls = ["stun:turn.example.org:3478", "turn:turn.example.org:3478?transport=udp",
+            "turns:turn.example.org:5349?transport=tcp"]   # stun:, turn:, turns: URLs
+    turn_secret = "..."         # coturn use-auth-secret / static-auth-secret: the hub hands out REST-API
+                                # credentials, username "<expiry>:<account>", base64(HMAC-SHA1(secret, username))
+    turn_ttl = 43200            # seconds a TURN credential stays valid
+    relay_only = false          # true: iceTransportPolicy "relay" (TURN only; hides the doctor's addresses)
+
+turn: and turns: URLs need ``turn_secret``; ``relay_only`` needs at least one of them.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
 MAX_SESSION_LIFETIME: Final = 12 * 3600
+MAX_TURN_TTL: Final = 7 * 24 * 3600
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST: Final = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
+ICE_URL: Final = re.compile(
+    rf"(?:stun:{_HOST}(?::(?P<stun_port>\d{{1,5}}))?"
+    rf"|turns?:{_HOST}(?::(?P<turn_port>\d{{1,5}}))?(?:\?transport=(?:udp|tcp))?)"
+)
+"""RFC 7064 ``stun:`` and RFC 7065 ``turn:``/``turns:`` URIs: host (name, IPv4, [IPv6]), optional port and,
+for TURN, transport."""
 
 
 class ConfigError(Exception):
@@ -71,6 +91,14 @@ class HubConfig:
     heartbeat: float = 30.0
     queue_refresh: float = 30.0
     static_dir: Path = field(default_factory=lambda: Path(__file__).parent / "static")
+    ice_urls: tuple[str, ...] = ()
+    """STUN and TURN server URLs handed to the console (``stun:``, ``turn:``, ``turns:``)."""
+    turn_secret: str = field(default="", repr=False)
+    """coturn's shared ``static-auth-secret``, for REST-API TURN credentials; empty when no TURN."""
+    turn_ttl: int = 12 * 3600
+    """Seconds a TURN credential handed to the console stays valid."""
+    relay_only: bool = False
+    """The console gathers TURN relay candidates only (``iceTransportPolicy: "relay"``)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.absolute_lifetime <= MAX_SESSION_LIFETIME:
@@ -80,6 +108,21 @@ class HubConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.max_failures < 1 or self.rate_burst < 1 or self.max_invalid_per_minute < 1:
             raise ConfigError("max_failures, burst and max_invalid_per_minute must be at least 1")
+        self._check_ice()
+
+    def _check_ice(self) -> None:
+        for url in self.ice_urls:
+            match = ICE_URL.fullmatch(url)
+            port = (match["stun_port"] or match["turn_port"]) if match else None
+            if match is None or (port is not None and not 1 <= int(port) <= 65535):
+                raise ConfigError(f"ice.urls: {url!r} is not a stun:, turn: or turns: URL")
+        has_turn = any(not url.startswith("stun:") for url in self.ice_urls)
+        if has_turn and not self.turn_secret:
+            raise ConfigError("ice.turn_secret is needed for turn: and turns: URLs")
+        if self.relay_only and not has_turn:
+            raise ConfigError("ice.relay_only needs a turn: or turns: URL")
+        if not 0 < self.turn_ttl <= MAX_TURN_TTL:
+            raise ConfigError("ice.turn_ttl must be between 1 s and 7 days")
 
     def allowed_origins(self) -> frozenset[str]:
         """Origins a browser may send on state-changing requests and on the WebSocket upgrade."""
@@ -111,6 +154,10 @@ _KEYS: Final[dict[tuple[str, str], str]] = {
     ("relay", "max_invalid_per_minute"): "max_invalid_per_minute",
     ("relay", "heartbeat"): "heartbeat",
     ("relay", "queue_refresh"): "queue_refresh",
+    ("ice", "urls"): "ice_urls",
+    ("ice", "turn_secret"): "turn_secret",
+    ("ice", "turn_ttl"): "turn_ttl",
+    ("ice", "relay_only"): "relay_only",
 }
 
 
@@ -153,6 +200,10 @@ def _build(values: dict[str, Any]) -> HubConfig:
             if not isinstance(value, str | Path):
                 raise ConfigError(f"{name} must be a path")
             converted[name] = Path(value)
+        elif kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false")
+            converted[name] = value
         elif kind is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{name} must be a number")

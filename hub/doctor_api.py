@@ -2,14 +2,32 @@
 
 Endpoints (JSON in and out; errors as ``{"error": code, "message": text}``):
 
-=========================  ===========================================================
-``POST /api/login``         ``{username, password}`` → pending session cookie, ``{stage: "totp", csrf}``
-``POST /api/login/totp``    ``{code}`` (pending cookie + CSRF header) → active cookie, ``{stage: "done", csrf, ...}``
-``GET  /api/me``            who is logged in, and the session's CSRF token (after a reload)
-``POST /api/identity-key``  ``{spki: base64 DER}`` → ``{chain: PEM}`` (once per login)
-``POST /api/logout``        ends the session
-``GET  /api/ws``            the waiting room and signalling (WebSocket)
-=========================  ===========================================================
+=======================================  ==========================================================================
+``POST /api/login``                      ``{username, password}`` → pending session cookie,
+                                         ``{stage: "second_factor", methods, csrf, expires}``; ``methods`` is
+                                         ``["webauthn", "totp"]`` with a security key registered, else ``["totp"]``
+``POST /api/login/totp``                 ``{code}`` (pending cookie + CSRF header) → active cookie,
+                                         ``{stage: "done", csrf, expires, username, display_name}``
+``POST /api/login/webauthn/options``     ``{}`` (pending cookie + CSRF) → ``{publicKey: request options JSON}``
+``POST /api/login/webauthn``             ``{credential: PublicKeyCredential.toJSON()}`` (pending cookie + CSRF)
+                                         → active cookie, the same body as the TOTP step
+``POST /api/webauthn/register/options``  ``{}`` (logged in + CSRF) → ``{publicKey: creation options JSON}``
+``POST /api/webauthn/register``          ``{credential, name?}`` (logged in + CSRF) → ``{registered, credentials}``
+``GET  /api/me``                         who is logged in, the session's CSRF token (after a reload), how many
+                                         security keys the account has (``webauthn_credentials``)
+``GET  /api/config``                     ``{fleet_ca: PEM, ice_servers, ice_transport_policy: "all"|"relay"}``
+                                         for the console's peer connection (TURN credentials are per request)
+``POST /api/identity-key``               ``{spki: base64 DER}`` → ``{chain: PEM}`` (once per login)
+``POST /api/logout``                     ends the session
+``GET  /api/ws``                         the waiting room and signalling (WebSocket)
+=======================================  ==========================================================================
+
+WebAuthn's relying party id is the host name of the Origin the request comes
+from (one of the allowed origins); an IP-address origin gets a 400
+``ip_origin`` from the options endpoints, as browsers refuse WebAuthn there.
+A security-key answer that does not verify at login is a login failure like a
+wrong TOTP code (401, counted towards the lockout); a credential that is not
+even of the WebAuthn JSON form is a 400 ``bad_credential``.
 
 Cross-site protection, on top of the SameSite=Strict cookie: every
 state-changing request and the WebSocket upgrade must carry an allowed
@@ -29,16 +47,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
-from hub import pki
-from hub.accounts import Accounts, Doctor, IdentityError, LoginError, LoginReason
+from hub import pki, webauthn
+from hub.accounts import Accounts, Doctor, IdentityError, Issued, LoginError, LoginReason
 from hub.booth_api import FRAME_LIMIT
+from hub.config import HubConfig
 from hub.messages import Direction
 from hub.waiting_room import CLOSE_SESSION, DoctorLink, WaitingRoom, relay_frames
 from hub.wsendpoint import WsEndpoint
+from kiosk.session.ice import turn_rest_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +111,7 @@ ORIGINS: Final = web.AppKey("origins", set[str])
 LINKS: Final = web.AppKey("links", dict[DoctorLink, str])
 HEARTBEAT: Final = web.AppKey("heartbeat", float)
 STATIC_DIR: Final = web.AppKey("static_dir", Path)
+FLEET_CA: Final = web.AppKey("fleet_ca", str)
 
 
 def _error(status: int, code: str, message: str) -> web.HTTPException:
@@ -144,14 +165,89 @@ async def cross_site_guard(
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-async def _json(request: web.Request, *keys: str) -> dict[str, str]:
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (at most MAX_BODY bytes: aiohttp refuses more with a 413)."""
     try:
         body = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise _error(400, "bad_request", "the body is not JSON") from exc
-    if not isinstance(body, dict) or set(body) != set(keys) or not all(isinstance(body[k], str) for k in keys):
+    if not isinstance(body, dict):
+        raise _error(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
+async def _json(request: web.Request, *keys: str) -> dict[str, str]:
+    """A body of exactly the text fields ``keys`` (no keys: exactly ``{}``)."""
+    body = await _json_object(request)
+    if set(body) != set(keys) or not all(isinstance(body[k], str) for k in keys):
         raise _error(400, "bad_request", f"expected exactly the text fields {', '.join(keys)}")
     return body
+
+
+async def _credential_body(request: web.Request, kind: webauthn.Kind) -> tuple[webauthn.CredentialJSON, str | None]:
+    """``{"credential": PublicKeyCredential JSON}`` (registration may add a text ``name``), strictly checked."""
+    body = await _json_object(request)
+    allowed = {"credential", "name"} if kind == webauthn.REGISTER else {"credential"}
+    name = body.get("name")
+    if "credential" not in body or not set(body) <= allowed or not (name is None or isinstance(name, str)):
+        optional = " and optionally the text field name" if kind == webauthn.REGISTER else ""
+        raise _error(400, "bad_request", f"expected the object field credential{optional}")
+    try:
+        return webauthn.check_credential(body["credential"], kind), name
+    except webauthn.WebAuthnError as exc:
+        raise _webauthn_error(exc) from exc
+
+
+def _webauthn_error(exc: webauthn.WebAuthnError) -> web.HTTPException:
+    return _error(exc.status, exc.code, str(exc))
+
+
+def _origin(request: web.Request) -> str:
+    """The request's Origin (the cross-site guard has checked it is one of ours): WebAuthn's expected origin."""
+    origin = request.headers.get("Origin", "").rstrip("/")
+    if origin not in request.app[ORIGINS]:
+        raise _error(403, "cross_site", "cross-site request refused")
+    return origin
+
+
+def _pending(request: web.Request) -> str:
+    """The pending session's id, after checking it exists and the CSRF header matches it."""
+    session_id = request.cookies.get(COOKIE)
+    pending = request.app[ACCOUNTS].store.session(session_id) if session_id else None
+    if session_id is None or pending is None:
+        raise _error(401, LoginReason.NO_SESSION.value, "no session; log in")
+    _check_csrf(request, pending.csrf)
+    return session_id
+
+
+def _logged_in(request: web.Request, issued: Issued) -> web.Response:
+    """The answer to a successful second factor: the new session's cookie and who it is."""
+    doctor = request.app[ACCOUNTS].authenticate(issued.session_id, now=_now(), touch=False)
+    response = web.json_response(
+        {
+            "stage": "done",
+            "csrf": issued.csrf,
+            "expires": issued.expires,
+            "username": doctor.username,
+            "display_name": doctor.display_name,
+        }
+    )
+    _set_cookie(response, issued.session_id)
+    return response
+
+
+def ice_servers(config: HubConfig, account: str, now: float) -> list[dict[str, Any]]:
+    """RTCIceServer dictionaries for a doctor's console: STUN as configured, TURN with coturn REST-API
+    credentials (``"<expiry>:<account>"``, HMAC-SHA1 of the shared secret) valid ``turn_ttl`` seconds."""
+    stun = [url for url in config.ice_urls if url.startswith("stun:")]
+    turn = [url for url in config.ice_urls if not url.startswith("stun:")]
+    servers: list[dict[str, Any]] = []
+    if stun:
+        servers.append({"urls": stun})
+    if turn:
+        credentials = turn_rest_credentials(config.turn_secret, user=account, now=now, ttl=config.turn_ttl)
+        servers.append({"urls": turn, "username": credentials.username, "credential": credentials.password})
+    return servers
 
 
 def _login_error(exc: LoginError) -> web.HTTPException:
@@ -194,7 +290,9 @@ async def login(request: web.Request) -> web.Response:
         )
     except LoginError as exc:
         raise _login_error(exc) from exc
-    response = web.json_response({"stage": "totp", "csrf": issued.csrf, "expires": issued.expires})
+    response = web.json_response(
+        {"stage": "second_factor", "methods": list(issued.methods), "csrf": issued.csrf, "expires": issued.expires}
+    )
     _set_cookie(response, issued.session_id)
     return response
 
@@ -202,28 +300,64 @@ async def login(request: web.Request) -> web.Response:
 async def login_totp(request: web.Request) -> web.Response:
     """TOTP step: needs the pending cookie and its CSRF token."""
     body = await _json(request, "code")
-    accounts = request.app[ACCOUNTS]
-    session_id = request.cookies.get(COOKIE)
-    pending = accounts.store.session(session_id) if session_id else None
-    if pending is None:
-        raise _error(401, LoginReason.NO_SESSION.value, "no session; log in")
-    _check_csrf(request, pending.csrf)
+    session_id = _pending(request)
     try:
-        issued = await accounts.totp_step(session_id, body["code"], client=_client(request), now=_now())
+        issued = await request.app[ACCOUNTS].totp_step(session_id, body["code"], client=_client(request), now=_now())
     except LoginError as exc:
         raise _login_error(exc) from exc
-    doctor = accounts.authenticate(issued.session_id, now=_now(), touch=False)
-    response = web.json_response(
-        {
-            "stage": "done",
-            "csrf": issued.csrf,
-            "expires": issued.expires,
-            "username": doctor.username,
-            "display_name": doctor.display_name,
-        }
-    )
-    _set_cookie(response, issued.session_id)
-    return response
+    return _logged_in(request, issued)
+
+
+async def login_webauthn_options(request: web.Request) -> web.Response:
+    """Security-key step, first half: a challenge for the pending session, and the account's keys."""
+    session_id = _pending(request)
+    await _json(request)
+    try:
+        options = request.app[ACCOUNTS].webauthn_login_options(session_id, origin=_origin(request), now=_now())
+    except LoginError as exc:
+        raise _login_error(exc) from exc
+    except webauthn.WebAuthnError as exc:
+        raise _webauthn_error(exc) from exc
+    return web.json_response({"publicKey": options})
+
+
+async def login_webauthn(request: web.Request) -> web.Response:
+    """Security-key step, second half: the assertion; an active session like the TOTP step."""
+    session_id = _pending(request)
+    credential, _ = await _credential_body(request, webauthn.LOGIN)
+    try:
+        issued = request.app[ACCOUNTS].webauthn_step(
+            session_id, credential, origin=_origin(request), client=_client(request), now=_now()
+        )
+    except LoginError as exc:
+        raise _login_error(exc) from exc
+    except webauthn.WebAuthnError as exc:
+        raise _webauthn_error(exc) from exc
+    return _logged_in(request, issued)
+
+
+async def webauthn_register_options(request: web.Request) -> web.Response:
+    """Registration of a security key, first half (logged-in doctors only)."""
+    doctor = _doctor(request, csrf=True)
+    await _json(request)
+    try:
+        options = request.app[ACCOUNTS].webauthn_registration_options(doctor, origin=_origin(request), now=_now())
+    except webauthn.WebAuthnError as exc:
+        raise _webauthn_error(exc) from exc
+    return web.json_response({"publicKey": options})
+
+
+async def webauthn_register(request: web.Request) -> web.Response:
+    """Registration of a security key, second half: the attestation (format "none" is enough)."""
+    doctor = _doctor(request, csrf=True)
+    credential, name = await _credential_body(request, webauthn.REGISTER)
+    try:
+        count = request.app[ACCOUNTS].register_webauthn(
+            doctor, credential, origin=_origin(request), name=name, now=_now()
+        )
+    except webauthn.WebAuthnError as exc:
+        raise _webauthn_error(exc) from exc
+    return web.json_response({"registered": True, "credentials": count})
 
 
 async def me(request: web.Request) -> web.Response:
@@ -236,6 +370,20 @@ async def me(request: web.Request) -> web.Response:
             "csrf": doctor.session.csrf,
             "expires": doctor.session.expires,
             "identity_certified": doctor.session.identity_chain is not None,
+            "webauthn_credentials": request.app[ACCOUNTS].store.credential_count(doctor.username),
+        }
+    )
+
+
+async def client_config(request: web.Request) -> web.Response:
+    """What the console needs for a call: the fleet CA (to verify booths) and its ICE configuration."""
+    doctor = _doctor(request, csrf=False)
+    config = request.app[ACCOUNTS].config
+    return web.json_response(
+        {
+            "fleet_ca": request.app[FLEET_CA],
+            "ice_servers": ice_servers(config, doctor.username, _now()),
+            "ice_transport_policy": "relay" if config.relay_only else "all",
         }
     )
 
@@ -322,11 +470,12 @@ def doctor_app(
     room: WaitingRoom,
     doctor_ca: pki.Issuer,
     *,
+    fleet_ca: str,
     origins: set[str],
     static_dir: Path,
     heartbeat: float,
 ) -> web.Application:
-    """The aiohttp application served on the doctor listener."""
+    """The aiohttp application served on the doctor listener; ``fleet_ca`` is the fleet root CA's PEM."""
     app = web.Application(middlewares=[security_headers, cross_site_guard], client_max_size=MAX_BODY)
     app[ACCOUNTS] = accounts
     app[ROOM] = room
@@ -335,9 +484,15 @@ def doctor_app(
     app[LINKS] = {}
     app[HEARTBEAT] = heartbeat
     app[STATIC_DIR] = static_dir
+    app[FLEET_CA] = fleet_ca
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/login/totp", login_totp)
+    app.router.add_post("/api/login/webauthn/options", login_webauthn_options)
+    app.router.add_post("/api/login/webauthn", login_webauthn)
+    app.router.add_post("/api/webauthn/register/options", webauthn_register_options)
+    app.router.add_post("/api/webauthn/register", webauthn_register)
     app.router.add_get("/api/me", me)
+    app.router.add_get("/api/config", client_config)
     app.router.add_post("/api/identity-key", identity_key)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/ws", doctor_socket)

@@ -1,4 +1,4 @@
-"""The hub's embedded store: SQLite in the state directory (accounts, login failures, sessions).
+"""The hub's embedded store: SQLite in the state directory (accounts, login failures, sessions, security keys).
 
 Calls are short and blocking, made from the event loop (WAL mode keeps a
 reader from waiting on a writer); password hashing, the slow part of a login,
@@ -7,12 +7,20 @@ expiry is decided by the caller's clock and tests can move it.
 
 Session ids are never stored: only their SHA-256, so a copy of the database
 does not let anyone ride a live session.
+
+WebAuthn: ``webauthn_credentials`` keeps each doctor's registered security
+keys (public key, signature counter); ``webauthn_users`` the random user
+handle an authenticator stores for an account; ``webauthn_challenges`` the one
+outstanding challenge of a session (pending: login, active: registration),
+deleted when used, when it expires, or with its session.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -44,6 +52,28 @@ CREATE TABLE IF NOT EXISTS sessions (
     identity_chain TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires);
+CREATE TABLE IF NOT EXISTS webauthn_credentials (
+    credential_id BLOB PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
+    public_key BLOB NOT NULL,       -- COSE_Key, as the authenticator sent it
+    sign_count INTEGER NOT NULL,    -- the authenticator's signature counter; 0 for keys that keep none
+    transports TEXT NOT NULL,       -- JSON list of AuthenticatorTransport values
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL
+);
+CREATE INDEX IF NOT EXISTS webauthn_credentials_account ON webauthn_credentials (username);
+CREATE TABLE IF NOT EXISTS webauthn_users (
+    username TEXT PRIMARY KEY REFERENCES accounts (username) ON DELETE CASCADE,
+    user_handle BLOB NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS webauthn_challenges (
+    session_hash BLOB PRIMARY KEY REFERENCES sessions (id_hash) ON DELETE CASCADE,
+    purpose TEXT NOT NULL CHECK (purpose IN ('login', 'register')),
+    challenge BLOB NOT NULL,
+    origin TEXT NOT NULL,
+    expires REAL NOT NULL
+);
 """
 
 
@@ -74,6 +104,50 @@ class SessionRecord:
     expires: float
     identity_chain: str | None
     """The doctor certificate chain issued for this login's WebCrypto key, once certified."""
+
+
+@dataclass(frozen=True)
+class WebAuthnCredential:
+    """A doctor's registered security key."""
+
+    credential_id: bytes
+    username: str
+    public_key: bytes
+    """COSE_Key (CBOR), as registered."""
+    sign_count: int
+    transports: tuple[str, ...]
+    name: str
+    created: float
+    last_used: float | None
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A WebAuthn challenge handed out to one session."""
+
+    purpose: str
+    """``"login"`` (pending session) or ``"register"`` (active session)."""
+    challenge: bytes
+    origin: str
+    """The console origin the options were asked from; the answer must come from the same one."""
+    expires: float
+
+
+_CREDENTIAL_COLUMNS: Final = "credential_id, username, public_key, sign_count, transports, name, created, last_used"
+
+
+def _credential(row: tuple[bytes, str, bytes, int, str, str, float, float | None]) -> WebAuthnCredential:
+    credential_id, username, public_key, sign_count, transports, name, created, last_used = row
+    return WebAuthnCredential(
+        bytes(credential_id),
+        username,
+        bytes(public_key),
+        int(sign_count),
+        tuple(json.loads(transports)),
+        name,
+        float(created),
+        None if last_used is None else float(last_used),
+    )
 
 
 def hash_session_id(session_id: str) -> bytes:
@@ -219,3 +293,94 @@ class Store:
                 "DELETE FROM sessions WHERE expires <= ? OR last_seen <= ?", (now, now - idle_timeout)
             )
         return cursor.rowcount
+
+    # -- WebAuthn credentials ----------------------------------------------------------------
+    def add_credential(self, credential: WebAuthnCredential) -> None:
+        """Register a security key; a credential id already registered (to anyone) is sqlite3.IntegrityError."""
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO webauthn_credentials ({_CREDENTIAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    credential.credential_id,
+                    credential.username,
+                    credential.public_key,
+                    credential.sign_count,
+                    json.dumps(list(credential.transports)),
+                    credential.name,
+                    credential.created,
+                    credential.last_used,
+                ),
+            )
+
+    def credential(self, credential_id: bytes) -> WebAuthnCredential | None:
+        """The security key with this credential id, whoever it belongs to."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM webauthn_credentials WHERE credential_id = ?", (credential_id,)
+            ).fetchone()
+        return _credential(row) if row else None
+
+    def credentials(self, username: str) -> list[WebAuthnCredential]:
+        """A doctor's security keys, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM webauthn_credentials WHERE username = ? ORDER BY created, rowid",
+                (username,),
+            ).fetchall()
+        return [_credential(row) for row in rows]
+
+    def credential_count(self, username: str) -> int:
+        """How many security keys a doctor has registered."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM webauthn_credentials WHERE username = ?", (username,)
+            ).fetchone()
+        return int(count)
+
+    def advance_sign_count(self, credential_id: bytes, sign_count: int, now: float) -> bool:
+        """Record a use of a key and its new counter. False, and nothing changes, when the counter does not
+        move forward (both zero is fine: keys without a counter always say 0): a cloned key, or a race."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE webauthn_credentials SET sign_count = ?, last_used = ? "
+                "WHERE credential_id = ? AND (sign_count < ? OR (sign_count = 0 AND ? = 0))",
+                (sign_count, now, credential_id, sign_count, sign_count),
+            )
+        return cursor.rowcount == 1
+
+    def user_handle(self, username: str, *, create: bool = False) -> bytes | None:
+        """The random WebAuthn user handle of an account (64 random bytes, no personal data), made on first
+        registration when ``create``."""
+        with self._lock:
+            if create:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO webauthn_users VALUES (?, ?)", (username, secrets.token_bytes(64))
+                )
+            row = self._db.execute("SELECT user_handle FROM webauthn_users WHERE username = ?", (username,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    # -- WebAuthn challenges ----------------------------------------------------------------
+    def put_challenge(self, id_hash: bytes, challenge: Challenge) -> None:
+        """Give a session its one outstanding challenge, replacing any earlier one."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO webauthn_challenges VALUES (?, ?, ?, ?, ?)",
+                (id_hash, challenge.purpose, challenge.challenge, challenge.origin, challenge.expires),
+            )
+
+    def take_challenge(self, id_hash: bytes, purpose: str, now: float) -> Challenge | None:
+        """Remove and return a session's challenge for ``purpose``: None when there is none, it was for the
+        other ceremony, or it has expired. A challenge is thus used at most once, whatever the outcome."""
+        with self._lock:
+            # fetchall: a RETURNING statement is only finished (and its write done with) once read to the end.
+            rows = self._db.execute(
+                "DELETE FROM webauthn_challenges WHERE session_hash = ? RETURNING purpose, challenge, origin, expires",
+                (id_hash,),
+            ).fetchall()
+        if not rows:
+            return None
+        ((purpose_found, value, origin, expires),) = rows
+        found = Challenge(purpose_found, bytes(value), origin, float(expires))
+        if found.purpose != purpose or found.expires <= now:
+            return None
+        return found

@@ -156,7 +156,8 @@ class DoctorClient:
     async def login(self, username: str, password: str, secret: str) -> dict[str, Any]:
         status, body = await self.post("/api/login", {"username": username, "password": password})
         assert status == 200, body
-        assert body["stage"] == "totp"
+        assert body["stage"] == "second_factor"
+        assert "totp" in body["methods"]
         self.csrf = body["csrf"]
         status, body = await self.post("/api/login/totp", {"code": totp(secret)})
         assert status == 200, body
