@@ -25,6 +25,7 @@ Rules it keeps:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -36,7 +37,7 @@ from typing import Any, Final, Protocol, TypeVar
 from aiohttp import WSMsgType, web
 
 from hub.accounts import AuditHook, log_security_event
-from hub.messages import Direction, Message, MessageError, MessageReason, encode, parse
+from hub.messages import MAX_MESSAGE_BYTES, Direction, Message, MessageError, MessageReason, encode, parse
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ INVALID_WINDOW: Final = 60.0
 CLOSE_REPLACED: Final = 4000
 CLOSE_ABUSE: Final = 4008
 CLOSE_SESSION: Final = 4401
+MAX_QUEUE_ENTRIES: Final = 500
+QUEUE_OVERHEAD: Final = 64
+"""Bytes of a ``queue`` message around its entries (``{"v":1,"type":"queue","entries":[]}`` and margin)."""
 
 
 class Endpoint(Protocol):
@@ -291,8 +295,12 @@ class WaitingRoom:
 
     # -- queue --------------------------------------------------------------------------------------------
     def _queue_text(self, now: float) -> str:
-        entries = [
-            {
+        # Longest waiting first, as many as fit in one message: with long names and reasons a few
+        # hundred entries reach MAX_MESSAGE_BYTES, and the newest then show once older ones are taken.
+        entries: list[dict[str, Any]] = []
+        size = QUEUE_OVERHEAD
+        for entry in sorted(self.entries.values(), key=lambda e: e.since)[:MAX_QUEUE_ENTRIES]:
+            item = {
                 "entry": entry.entry,
                 "first_name": entry.first_name,
                 "age": entry.age,
@@ -300,8 +308,10 @@ class WaitingRoom:
                 "waiting_seconds": max(0, min(int(now - entry.since), 7 * 24 * 3600)),
                 "booth": entry.booth,
             }
-            for entry in sorted(self.entries.values(), key=lambda e: e.since)[:500]
-        ]
+            size += len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+            if size > MAX_MESSAGE_BYTES:
+                break
+            entries.append(item)
         return _doctor_text("queue", entries=entries)
 
     def broadcast_queue(self, now: float) -> None:

@@ -101,6 +101,7 @@ __all__ = [
     "PeerStateChanged",
     "Reason",
     "SrtpProfileError",
+    "only_sha256_fingerprints",
     "pin_srtp_profile",
     "selected_srtp_profile",
 ]
@@ -191,6 +192,23 @@ def certificate_fingerprint(certificate: RTCCertificate) -> str:
     raise PeerError("the DTLS certificate has no sha-256 fingerprint")
 
 
+def only_sha256_fingerprints(sdp: str) -> str:
+    """``sdp`` without its sha-384/sha-512 fingerprint lines (aiortc writes all three).
+
+    The identity binding signs one sha-256 fingerprint; a description that
+    also carried other algorithms' values would let a man in the middle add a
+    fingerprint of its own certificate that a receiver might check instead.
+    Browsers send sha-256 only, so the peer loses nothing.
+    """
+    lines = sdp.split("\r\n")
+    kept = [
+        line
+        for line in lines
+        if not line.startswith("a=fingerprint:") or line.lower().startswith(f"a=fingerprint:{FINGERPRINT_ALGORITHM} ")
+    ]
+    return "\r\n".join(kept)
+
+
 def sdp_fingerprint(sdp: str) -> str:
     """The single sha-256 DTLS fingerprint of a session description, as ``"sha-256 AB:..."``.
 
@@ -237,6 +255,11 @@ class ConsultChannel:
     def is_open(self) -> bool:
         """Whether messages go out now (rather than being queued)."""
         return self._channel is not None and self._channel.readyState == "open"
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes handed to the channel and not sent yet (0 while no channel is attached)."""
+        return self._channel.bufferedAmount if self._channel is not None else 0
 
     def on_message(self, listener: Callable[[str | bytes], None]) -> None:
         """Call ``listener`` with every message from the doctor."""
@@ -496,7 +519,7 @@ class BoothPeer:
         for transport in self._dtls_transports():
             pin_srtp_profile(transport)
         await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp
+        return only_sha256_fingerprints(pc.localDescription.sdp)
 
     async def _on_connection_state(self, pc: RTCPeerConnection) -> None:
         state = pc.connectionState

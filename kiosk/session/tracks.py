@@ -39,12 +39,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import fractions
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import av
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
 from av.packet import Packet
@@ -193,6 +195,8 @@ class StethoscopeTrack(MediaStreamTrack):
         self._pump: asyncio.Task[None] | None = None
         self.dropped_chunks = 0
         """Chunks lost because the sender fell more than a second behind; should stay 0."""
+        self.muted = False
+        """While True the track sends silence of the same timing (the doctor switched the stethoscope off)."""
 
     async def recv(self) -> Frame:
         """The next chunk as an audio frame (waits for it: the source paces the track)."""
@@ -203,6 +207,9 @@ class StethoscopeTrack(MediaStreamTrack):
         chunk = await self._queue.get()
         if self.readyState != "live":
             raise MediaStreamError
+        if self.muted:
+            # Same size and pts, zero samples: the receiver's timing is unchanged and no sound leaves the booth.
+            chunk = dataclasses.replace(chunk, samples=np.zeros_like(chunk.samples))
         return chunk_to_audio_frame(chunk)
 
     def stop(self) -> None:

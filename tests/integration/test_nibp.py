@@ -27,7 +27,7 @@ POLL = 0.04
 async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
     """Wait for a condition on the emulator's state, which has no event to await."""
     async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110
+        while not condition():
             await asyncio.sleep(0.01)
 
 
