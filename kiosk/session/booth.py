@@ -92,7 +92,13 @@ def describe(event: SessionEvent) -> None:
     elif isinstance(event, FileEvent):
         emit("file", size=len(event.data), sha256=hashlib.sha256(event.data).hexdigest(), from_doctor=event.from_doctor)
     else:
-        emit("command", command=event.command, phase=event.phase, detail=event.detail)
+        emit(
+            "command",
+            command=event.command,
+            phase=event.phase,
+            detail=event.detail,
+            device_seconds=event.device_seconds,
+        )
 
 
 def _credentials(args: argparse.Namespace) -> tuple[HubEndpoint, BoothCredentials]:

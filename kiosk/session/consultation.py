@@ -150,6 +150,8 @@ class CommandEvent:
     command: str
     phase: str
     detail: str = ""
+    device_seconds: float | None = None
+    """For ``done``: how long the peripheral itself took (benches subtract it from round trips)."""
 
 
 SessionEvent = StateEvent | VerifiedEvent | ChatEvent | FileEvent | CommandEvent
@@ -558,6 +560,7 @@ class BoothSession:
             if ref in call.protocol.open_commands:
                 self._send(call, call.protocol.send_progress(ref, pressure))
 
+        began = self.clock()
         try:
             readings = await self.peripherals.measure_blood_pressure(progress)
         except PeripheralError as exc:
@@ -568,29 +571,32 @@ class BoothSession:
             self._finish(call, ref, error="stopped" if self.clock() - call.stopped_at < 1 else "aborted")
             raise
         self._finish(call, ref, readings=readings)
-        self._emit(CommandEvent("bp.start", "done"))
+        self._emit(CommandEvent("bp.start", "done", device_seconds=self.clock() - began))
 
     async def _temperature(self, call: _Call, ref: int) -> None:
+        began = self.clock()
         try:
             readings = await self.peripherals.read_temperature()
         except PeripheralError as exc:
             self._finish(call, ref, error=str(exc))
             return
         self._finish(call, ref, readings=readings)
-        self._emit(CommandEvent("thermometer.read", "done"))
+        self._emit(CommandEvent("thermometer.read", "done", device_seconds=self.clock() - began))
 
     async def _still(self, call: _Call, ref: int) -> None:
+        began = self.clock()
         try:
             still = await self.peripherals.capture_still()
         except PeripheralError as exc:
             self._finish(call, ref, error=str(exc))
             return
+        device_seconds = self.clock() - began
         transfer = uuid.uuid4().hex
         camera = still.camera if still.camera in dc.CAMERAS else "otoscope"
         self._finish(call, ref, still=dc.Still(transfer, camera))
         name = f"{camera}-{time.strftime('%Y%m%d-%H%M%S')}.jpg"
         await self._send_file(call, dc.FileSender(still.jpeg, name=name, mime="image/jpeg", transfer=transfer))
-        self._emit(CommandEvent("camera.still", "done", f"{still.width}x{still.height}"))
+        self._emit(CommandEvent("camera.still", "done", f"{still.width}x{still.height}", device_seconds))
 
     def _finish(
         self,
