@@ -530,7 +530,10 @@ class BoothPeer:
                 await self._fail(SrtpProfileError("the link did not negotiate the required encryption: refused"))
                 return
             self._set_state(PeerState.CONNECTED)
-        elif state == "failed":
+        elif state in ("failed", "closed"):
+            # aiortc 1.16 reports a dead path (ICE consent expired) as "closed", not "failed": its
+            # DTLS transport closes with the ICE transport. A close we asked for never gets here
+            # (_close_pc drops the connection first), so either one is the link breaking.
             error = self._failure_cause()
             if self._state in (PeerState.CONNECTED, PeerState.RECONNECTING) and error.reason is Reason.CONNECTION:
                 # The path broke mid-call: the session decides to recover.

@@ -328,13 +328,16 @@ async def test_patient_declining_refuses_the_cuff(
 
 
 class _Blackhole:
-    """A datagram transport on a dead network: everything sent is lost."""
+    """A datagram transport on a dead network: everything sent is lost; closing still closes the socket."""
+
+    def __init__(self, real: asyncio.DatagramTransport) -> None:
+        self.real = real
 
     def sendto(self, data: bytes, addr: object = None) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self.real.close()
 
 
 async def test_network_drop_recovers_in_the_same_session(
@@ -358,7 +361,7 @@ async def test_network_drop_recovers_in_the_same_session(
         # The network dies under the booth: every packet it sends on this connection is lost.
         connection = pc.getTransceivers()[0].sender.transport.transport._connection
         for protocol in connection._protocols:
-            protocol.transport = _Blackhole()
+            protocol.transport = _Blackhole(protocol.transport)
         await recorder.wait_state(SessionState.RECONNECTING)
         async with asyncio.timeout(TIMEOUT):
             while call.peer.state is not PeerState.CONNECTED or session.state is not SessionState.IN_CALL:
