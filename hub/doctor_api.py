@@ -52,7 +52,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from hub import pki, webauthn
-from hub.accounts import Accounts, Doctor, IdentityError, Issued, LoginError, LoginReason
+from hub.accounts import Accounts, Doctor, IdentityError, Issued, LoginError, LoginReason, opaque
 from hub.booth_api import FRAME_LIMIT
 from hub.config import HubConfig
 from hub.messages import Direction
@@ -238,14 +238,15 @@ def _logged_in(request: web.Request, issued: Issued) -> web.Response:
 
 def ice_servers(config: HubConfig, account: str, now: float) -> list[dict[str, Any]]:
     """RTCIceServer dictionaries for a doctor's console: STUN as configured, TURN with coturn REST-API
-    credentials (``"<expiry>:<account>"``, HMAC-SHA1 of the shared secret) valid ``turn_ttl`` seconds."""
+    credentials (``"<expiry>:<pseudonym>"``, HMAC-SHA1 of the shared secret) valid ``turn_ttl`` seconds.
+    The TURN server logs usernames: it gets the account's audit pseudonym, never the account name."""
     stun = [url for url in config.ice_urls if url.startswith("stun:")]
     turn = [url for url in config.ice_urls if not url.startswith("stun:")]
     servers: list[dict[str, Any]] = []
     if stun:
         servers.append({"urls": stun})
     if turn:
-        credentials = turn_rest_credentials(config.turn_secret, user=account, now=now, ttl=config.turn_ttl)
+        credentials = turn_rest_credentials(config.turn_secret, user=opaque(account), now=now, ttl=config.turn_ttl)
         servers.append({"urls": turn, "username": credentials.username, "credential": credentials.password})
     return servers
 
