@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--emulate", type=Path, required=True, help="work directory of the emulated peripherals")
     parser.add_argument("--video-size", default="640x360", help="live video size, WxH")
     parser.add_argument("--fps", type=float, default=15)
+    parser.add_argument(
+        "--stamp-frames", action="store_true", help="draw the capture time into the booth camera's frames (benches)"
+    )
     parser.add_argument("--first-name", default="Camille")
     parser.add_argument("--age", type=int, default=42)
     parser.add_argument("--reason", default="Consultation")
@@ -160,7 +163,7 @@ async def run(args: argparse.Namespace) -> int:
     """Run until ``quit``, SIGINT or SIGTERM."""
     endpoint, credentials = _credentials(args)
     width, _, height = args.video_size.partition("x")
-    settings = EmulationSettings(stream_size=(int(width), int(height)), fps=args.fps)
+    settings = EmulationSettings(stream_size=(int(width), int(height)), fps=args.fps, stamp_frames=args.stamp_frames)
     ice = IceConfig(
         stun_urls=tuple(args.stun),
         turn_urls=tuple(args.turn),

@@ -31,6 +31,7 @@ from devices.stethoscope import Stethoscope
 from devices.thermometer import Thermometer
 from kiosk.session.consultation import BoothMedia
 from kiosk.session.peripherals import Peripherals
+from kiosk.session.stamp import StampedCameraTrack
 from kiosk.session.tracks import CameraTrack, StethoscopeTrack, SwitchableVideoTrack, stop_tracks
 
 
@@ -48,6 +49,8 @@ class EmulationSettings:
     oximeter_scenario: str = "normal"
     nibp_scenario: str = "normal"
     thermometer_scenario: str = "normal"
+    stamp_frames: bool = False
+    """Draw each room-camera frame's capture time into it (:mod:`kiosk.session.stamp`), for latency benches."""
 
 
 @dataclass
@@ -114,7 +117,7 @@ async def emulated_booth(workdir: Path, settings: EmulationSettings | None = Non
     )
     stethoscope_track = StethoscopeTrack(stethoscope)
     tracks: list[MediaStreamTrack] = [
-        CameraTrack(cameras["room"]),
+        (StampedCameraTrack if settings.stamp_frames else CameraTrack)(cameras["room"]),
         examination,
         StethoscopeTrack(voice),
         stethoscope_track,
