@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Error, Page, async_playwright
 
 from hub import pki
 from hub.accounts import Accounts, totp_now
@@ -211,6 +211,21 @@ class Console:
     context: BrowserContext
     page: Page
     errors: list[str] = field(default_factory=list)
+
+    async def virtual_authenticator(self) -> tuple[CDPSession, dict[str, Any]]:
+        """A CTAP2 security key (DevTools WebAuthn domain) that says yes without a touch."""
+        cdp = await self.context.new_cdp_session(self.page)
+        await cdp.send("WebAuthn.enable", {"enableUI": False})
+        options = {
+            "protocol": "ctap2",
+            "transport": "usb",
+            "hasResidentKey": False,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+            "automaticPresenceSimulation": True,
+        }
+        authenticator = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+        return cdp, authenticator
 
     async def open(self) -> None:
         response = await self.page.goto(self.hub.origin + "/")

@@ -16,21 +16,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def test_register_a_key_then_log_in_with_it(console: Console, hub: Hub) -> None:
     page = console.page
-    cdp = await console.context.new_cdp_session(page)
-    await cdp.send("WebAuthn.enable", {"enableUI": False})
-    authenticator = await cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "usb",
-                "hasResidentKey": False,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
+    cdp, authenticator = await console.virtual_authenticator()
     await console.open()
     doctor = hub.new_doctor()
     await console.login(doctor)

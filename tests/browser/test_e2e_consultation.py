@@ -399,21 +399,7 @@ async def test_whole_consultation(console: Console, hub: Hub, booth_workdir: Pat
 
 async def test_security_key_login_and_call(console: Console, hub: Hub, booth_workdir: Path, tmp_path: Path) -> None:
     page = console.page
-    cdp = await console.context.new_cdp_session(page)
-    await cdp.send("WebAuthn.enable", {"enableUI": False})
-    authenticator = await cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "usb",
-                "hasResidentKey": False,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
+    cdp, authenticator = await console.virtual_authenticator()
     first_name = "Octave"
     doctor = hub.new_doctor("Dr Clef")
     async with running_booth(hub, booth_workdir, tmp_path, first_name=first_name) as booth:
