@@ -1,0 +1,1 @@
+"""The patient app: a sans-IO flow (:mod:`kiosk.ui.flow`), its catalogs (:mod:`kiosk.ui.i18n`), and the screens."""
