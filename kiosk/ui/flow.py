@@ -134,11 +134,11 @@ class ManualEntryChosen:
 
 @dataclass(frozen=True)
 class ManualEntry:
-    """The patient submitted their details by hand."""
+    """The patient submitted their details by hand (kept out of ``repr``, so out of any log)."""
 
-    surname: str
-    first_name: str
-    birth_date: str
+    surname: str = field(repr=False)
+    first_name: str = field(repr=False)
+    birth_date: str = field(repr=False)
     """As typed (DD/MM/YYYY); the screen validates the format."""
 
 
@@ -267,6 +267,11 @@ class PinEntered:
 
 
 @dataclass(frozen=True)
+class SelfTestRequested:
+    """Staff ask for the peripheral self-test."""
+
+
+@dataclass(frozen=True)
 class CleaningConfirmed:
     """Staff confirm the booth was cleaned."""
 
@@ -305,6 +310,7 @@ Event = (
     | WipeDone
     | StaffRequested
     | PinEntered
+    | SelfTestRequested
     | CleaningConfirmed
     | StaffExit
 )
@@ -796,6 +802,9 @@ class Flow:
                 return True
             case PinEntered(pin=pin) if step is Step.STAFF_PIN:
                 return self._check_pin(pin, effects)
+            case SelfTestRequested() if step is Step.STAFF:
+                effects.append(StartSelfCheck())
+                return True
             case CleaningConfirmed() if step is Step.STAFF:
                 self.cleaning_pending = False
                 effects.append(Audit("cleaning_confirmed"))

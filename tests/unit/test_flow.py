@@ -156,6 +156,7 @@ def test_manual_entry() -> None:
     feed(flow, f.ManualEntry(surname="Silva", first_name="Ana", birth_date="01/02/1950"))
     assert flow.step is Step.REASON
     assert flow.manual_identity is not None
+    assert "Silva" not in repr(flow.manual_identity)
 
 
 @pytest.mark.parametrize(
@@ -423,6 +424,14 @@ def test_staff_right_pin() -> None:
     assert flow.step is Step.WELCOME
 
 
+def test_staff_self_test() -> None:
+    flow = make()
+    assert feed(flow, f.SelfTestRequested()) == []  # not outside staff mode
+    feed(flow, f.StaffRequested(), f.PinEntered(PIN))
+    assert feed(flow, f.SelfTestRequested()) == [f.StartSelfCheck()]
+    assert flow.step is Step.STAFF
+
+
 def test_staff_wrong_pin_then_lockout() -> None:
     flow = make(pin_max_failures=3, pin_lockout=300.0)
     feed(flow, f.StaffRequested())
@@ -523,6 +532,7 @@ _EVENTS: st.SearchStrategy[f.Event] = st.one_of(
     st.just(f.WipeDone()),
     st.just(f.StaffRequested()),
     st.builds(f.PinEntered, st.sampled_from([PIN, "0000"])),
+    st.just(f.SelfTestRequested()),
     st.just(f.CleaningConfirmed()),
     st.just(f.StaffExit()),
 )
@@ -557,7 +567,7 @@ _LIKELY: dict[Step, list[f.Event]] = {
     Step.WIPE: [f.WipeDone()],
     Step.CLEANING: [f.StaffRequested()],
     Step.STAFF_PIN: [f.PinEntered(PIN), f.PinEntered("0000")],
-    Step.STAFF: [f.CleaningConfirmed(), f.StaffExit()],
+    Step.STAFF: [f.SelfTestRequested(), f.CleaningConfirmed(), f.StaffExit()],
 }
 _STARTS = [Step.WELCOME, Step.IDENTIFICATION, Step.SELFCHECK, Step.WAITING, Step.CONSULTATION, Step.END]
 _SHORT = st.floats(0, 15, allow_nan=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gettext
 import io
+import shutil
 import string
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,16 @@ def test_po_parser() -> None:
 def test_po_parser_rejects(text: str) -> None:
     with pytest.raises(i18n.CatalogError):
         i18n.parse_po(text)
+
+
+@pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU gettext's msgfmt is not installed")
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_same_result_as_gnu_msgfmt(lang: str, tmp_path: Path) -> None:
+    mo = tmp_path / "kiosk.mo"
+    subprocess.run(["msgfmt", "--check", "-o", str(mo), str(i18n.po_path(lang))], check=True)
+    with mo.open("rb") as handle:
+        gnu = gettext.GNUTranslations(handle)
+    ours = gettext.GNUTranslations(io.BytesIO(i18n.compile_mo(i18n.load_catalog(lang))))
+    for key in i18n.load_catalog(lang):
+        if key:
+            assert ours.gettext(key) == gnu.gettext(key), key
