@@ -176,7 +176,7 @@ class _Call:
     protocol: dc.DataChannelProtocol = field(default_factory=lambda: dc.DataChannelProtocol("booth"))
     doctor: Peer | None = None
     sas: Sas | None = None
-    answered: bool = False
+    """Set once the first verified answer is applied: the call is answered exactly when it is known."""
     stopped_at: float = -1e9
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """Running peripheral work by name (``oximeter``, ``bp``...)."""
@@ -358,7 +358,7 @@ class BoothSession:
         elif kind == "answer":
             await self._answer(call, str(payload["sdp"]))
         elif kind == "ice":
-            if not call.answered:
+            if call.sas is None:
                 raise CallRefused("an ICE candidate came before a verified answer")
             index = payload["sdpMLineIndex"]
             mid = payload["sdpMid"]
@@ -406,8 +406,7 @@ class BoothSession:
             logger.warning("consultation: answer fingerprint differs from the signed one")
             raise CallRefused("the answer's DTLS fingerprint is not the one the doctor signed")
         await call.peer.apply_answer(sdp)
-        if not call.answered:
-            call.answered = True
+        if call.sas is None:
             call.sas = short_authentication_string(call.peer.local_fingerprint, call.doctor.fingerprint, call.session)
             self._emit(VerifiedEvent(call.sas, call.doctor_display_name, call.doctor.name))
 
@@ -482,7 +481,7 @@ class BoothSession:
 
     async def _run_command(self, call: _Call, command: dc.Command) -> None:
         name = command.command
-        if self.clock() - call.stopped_at < STOP_GUARD_SECONDS:
+        if self._stopped_recently(call):
             self._send(call, call.protocol.send_ack(command.id, False, "stopped by the patient"))
             self._emit(CommandEvent(name, "refused", "stopped by the patient"))
             return
@@ -499,7 +498,7 @@ class BoothSession:
                     self._send(call, call.protocol.send_ack(command.id, False, "the patient declined"))
                     self._emit(CommandEvent(name, "refused", "the patient declined"))
                 return
-            if self.clock() - call.stopped_at < STOP_GUARD_SECONDS:
+            if self._stopped_recently(call):
                 self._send(call, call.protocol.send_ack(command.id, False, "stopped by the patient"))
                 return
         try:
@@ -512,6 +511,10 @@ class BoothSession:
         self._emit(CommandEvent(name, "started"))
         if ack_then is not None:
             await ack_then
+
+    def _stopped_recently(self, call: _Call) -> bool:
+        """Whether a command arriving now may have been sent before the doctor saw the patient's STOP."""
+        return self.clock() - call.stopped_at < STOP_GUARD_SECONDS
 
     def _prepare(self, call: _Call, command: dc.Command) -> Awaitable[None] | None:
         """Check a command can run and do its instant part; return the part that runs after the ack."""

@@ -28,6 +28,7 @@ from typing import Any, Final
 import aiohttp
 
 from hub.messages import MAX_MESSAGE_BYTES, Direction, Message, MessageError, encode, parse
+from hub.tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,7 @@ class HubEndpoint:
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS 1.3 client context presenting the booth certificate and trusting only the fleet CA."""
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.fleet_ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        context.load_cert_chain(str(self.certificate), str(self.key))
-        return context
+        return client_context(self.fleet_ca, self.certificate, self.key)
 
 
 MessageHandler = Callable[[Message], Awaitable[None]]

@@ -23,7 +23,7 @@ from devices.events import DeviceState, Reading, StateChanged
 from devices.nibp import BloodPressureMonitor
 from devices.oximeter import Oximeter
 from devices.thermometer import Thermometer
-from kiosk.session.datachannel import Measurement
+from kiosk.session.datachannel import MAX_PLETH_SAMPLES, Measurement
 from kiosk.session.tracks import StethoscopeTrack, SwitchableVideoTrack
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class Peripherals:
                     spo2 = _int_or_none(event.value, 100)
                 elif event.kind == "pulse":
                     pulse = _int_or_none(event.value, 300)
-                if len(pleth) >= 250:
+                if len(pleth) >= MAX_PLETH_SAMPLES:
                     yield OximeterSlice(spo2, pulse, tuple(pleth))
                     pleth = []
         finally:
@@ -239,5 +239,6 @@ def _int_or_none(value: float | None, high: int) -> int | None:
 
 
 def _measurement(reading: Reading) -> Measurement:
-    unit = {"mm[Hg]": "mmHg", "/min": "/min", "Cel": "°C", "%": "%"}.get(reading.unit, reading.unit)
+    # UCUM codes the doctor would not read as such; the others ("%", "/min") are shown as they are.
+    unit = {"mm[Hg]": "mmHg", "Cel": "°C"}.get(reading.unit, reading.unit)
     return Measurement(reading.kind, reading.value, unit)
