@@ -34,7 +34,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -154,7 +154,39 @@ class CommandEvent:
     """For ``done``: how long the peripheral itself took (benches subtract it from round trips)."""
 
 
-SessionEvent = StateEvent | VerifiedEvent | ChatEvent | FileEvent | CommandEvent
+@dataclass(frozen=True)
+class WaitingEvent:
+    """The hub's news on this booth's place in the waiting room."""
+
+    position: int
+    """1 means next."""
+    minutes: int | None
+    """The hub's estimate of the wait, or None when it cannot make an honest one."""
+
+
+@dataclass(frozen=True)
+class MeasurementEvent:
+    """A value a peripheral measured on the patient during the call (shown to them, sent to the doctor).
+
+    ``name`` and its values: ``oximeter`` (``spo2``, ``pulse``), ``cuff`` (``pressure``, while a
+    blood-pressure cycle runs), ``blood_pressure`` (``systolic``, ``diastolic``, ``pulse``),
+    ``temperature`` (``celsius``).
+    """
+
+    name: str
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """The signalling link to the hub came up or went down."""
+
+    connected: bool
+
+
+SessionEvent = (
+    StateEvent | VerifiedEvent | ChatEvent | FileEvent | CommandEvent | WaitingEvent | MeasurementEvent | LinkEvent
+)
 Confirm = Callable[[str], Awaitable[bool]]
 """Asks the patient before a command that acts on them (``bp.start``); False refuses it."""
 

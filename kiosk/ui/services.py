@@ -1,0 +1,147 @@
+"""What the patient app needs from the booth, as interfaces the controller calls.
+
+The screens never see these: they talk to :class:`kiosk.ui.controller.Controller`,
+which talks to the services. Production implementations wrap the card reader
+(:mod:`kiosk.identity.pcsc`), the consultation service
+(:class:`kiosk.session.consultation.BoothSession`) and the peripherals; tests
+pass their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kiosk.identity.identity import CardIdentity
+from kiosk.session.consultation import Confirm, SessionEvent, WaitingPatient
+
+
+# -- the card reader ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CardPresented:
+    """A card went into the reader; reading starts."""
+
+
+@dataclass(frozen=True, repr=False)
+class CardIdentityRead:
+    """The card was read."""
+
+    identity: CardIdentity
+
+    def __repr__(self) -> str:
+        return f"CardIdentityRead({self.identity!r})"
+
+
+@dataclass(frozen=True)
+class CardFailed:
+    """The card could not be read (pulled out, mute, not a Carte Vitale, unreadable)."""
+
+    reason: str
+    """A :class:`kiosk.identity.errors.Reason` value; never card content."""
+
+
+@dataclass(frozen=True)
+class CardWithdrawn:
+    """The card left the reader."""
+
+
+CardEvent = CardPresented | CardIdentityRead | CardFailed | CardWithdrawn
+
+
+class CardService(Protocol):
+    def events(self) -> AsyncIterator[CardEvent]:
+        """Card events, for as long as the app runs (reconnecting to pcscd by itself)."""
+        ...
+
+
+# -- the consultation --------------------------------------------------------------------------
+class ConsultationService(Protocol):
+    """The part of :class:`~kiosk.session.consultation.BoothSession` the app uses."""
+
+    confirm: Confirm
+
+    def add_listener(self, listener: Callable[[SessionEvent], None]) -> None: ...
+
+    async def announce(self, patient: WaitingPatient) -> None: ...
+
+    async def withdraw(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send_chat(self, text: str) -> None: ...
+
+    async def end(self) -> None: ...
+
+
+# -- the self-check ----------------------------------------------------------------------------
+CHECKS: tuple[str, ...] = ("camera", "microphone", "speaker", "devices")
+"""What the self-check tests, in the order the screen lists them (``selfcheck.<name>`` messages)."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    """One of :data:`CHECKS`, or a device name (``oximeter``...) for the staff's device health."""
+    ok: bool
+    detail: str = ""
+    """For staff and logs; never patient data."""
+
+
+class SelfCheckService(Protocol):
+    def run(self) -> AsyncIterator[CheckResult]:
+        """Test everything, yielding results as they come; :data:`CHECKS` first, then each device."""
+        ...
+
+
+# -- video for the screens ----------------------------------------------------------------------
+class VideoFeeds(Protocol):
+    """The pictures the consultation and self-check screens show, polled by the screens (~15 times a second)."""
+
+    def doctor(self) -> npt.NDArray[np.uint8] | None:
+        """The doctor's latest video frame (RGB, H x W x 3), or None outside a call or before the first frame."""
+        ...
+
+    def self_view(self) -> npt.NDArray[np.uint8] | None:
+        """The booth camera's latest frame (RGB), or None when it has none yet."""
+        ...
+
+
+class NoVideo:
+    """A booth (or a test) without pictures."""
+
+    def doctor(self) -> npt.NDArray[np.uint8] | None:
+        return None
+
+    def self_view(self) -> npt.NDArray[np.uint8] | None:
+        return None
+
+
+# -- spoken prompts ----------------------------------------------------------------------------
+class Speaker(Protocol):
+    def say(self, text: str, language: str) -> None:
+        """Speak ``text`` (replacing anything still being said); never blocks."""
+        ...
+
+
+class SilentSpeaker:
+    """No speech synthesis on this booth."""
+
+    def say(self, text: str, language: str) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    """Everything the controller drives."""
+
+    card: CardService
+    session: ConsultationService
+    selfcheck: SelfCheckService
+    video: VideoFeeds = field(default_factory=NoVideo)
+    speaker: Speaker = field(default_factory=SilentSpeaker)
+    audit: Callable[[str], None] = lambda event: None
+    """Receives flow audit events (``consent_given``...); never patient data."""
