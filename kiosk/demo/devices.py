@@ -304,5 +304,5 @@ def main() -> int:
     return 0 if ok else 1
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m kiosk.demo.devices
     sys.exit(main())
