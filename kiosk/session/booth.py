@@ -104,7 +104,7 @@ def describe(event: SessionEvent) -> None:
         )
 
 
-def _credentials(args: argparse.Namespace) -> tuple[HubEndpoint, BoothCredentials]:
+def credentials_from_args(args: argparse.Namespace) -> tuple[HubEndpoint, BoothCredentials]:
     if args.hub_state is not None:
         root: Path = args.hub_state
         fleet_ca = args.fleet_ca or root / "fleet-ca.pem"
@@ -161,7 +161,7 @@ async def _commands(session: BoothSession, patient: WaitingPatient, done: asynci
 
 async def run(args: argparse.Namespace) -> int:
     """Run until ``quit``, SIGINT or SIGTERM."""
-    endpoint, credentials = _credentials(args)
+    endpoint, credentials = credentials_from_args(args)
     width, _, height = args.video_size.partition("x")
     settings = EmulationSettings(stream_size=(int(width), int(height)), fps=args.fps, stamp_frames=args.stamp_frames)
     ice = IceConfig(

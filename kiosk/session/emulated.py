@@ -61,6 +61,8 @@ class EmulatedBooth:
     media: BoothMedia
     runners: dict[str, PtyRunner]
     cameras: dict[str, UvcCamera]
+    microphone: Stethoscope
+    """The patient's microphone (the driver behind ``media.microphone``), for the self-check."""
 
 
 async def write_media(folder: Path, settings: EmulationSettings) -> dict[str, str]:
@@ -150,6 +152,7 @@ async def emulated_booth(workdir: Path, settings: EmulationSettings | None = Non
             media=BoothMedia(tracks[0], tracks[1], tracks[2], tracks[3]),
             runners=runners,
             cameras=cameras,
+            microphone=voice,
         )
     finally:
         await stop_tracks(*tracks)

@@ -339,6 +339,10 @@ class Controller:
             self._selfcheck_task.cancel()
             self._selfcheck_task = None
         self._identity = None
+        try:
+            self.services.forget()
+        except OSError:
+            logger.exception("could not erase the session's temporary files")
         self.view = View()
         self.settings = Settings()
         self.tr.set_language(self.flow.language)

@@ -145,3 +145,5 @@ class Services:
     speaker: Speaker = field(default_factory=SilentSpeaker)
     audit: Callable[[str], None] = lambda event: None
     """Receives flow audit events (``consent_given``...); never patient data."""
+    forget: Callable[[], None] = lambda: None
+    """Erases what the services keep about the patient outside memory (the app's temporary files)."""

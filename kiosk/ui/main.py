@@ -1,0 +1,172 @@
+"""``kiosk-app``: the booth's patient app, assembled from its services.
+
+:func:`emulated_stack` builds everything the screens need on emulated
+peripherals (the demo, the tests and the benches use it too); :func:`main`
+runs the Kivy app on it. The booth's state directory holds Kivy's home (no log
+files: patient screens must leave no trace) and the app's temporary directory,
+emptied at every wipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiosk.session.booth import credentials_from_args
+from kiosk.session.consultation import BoothCredentials, BoothSession
+from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
+from kiosk.session.hub_link import HubEndpoint
+from kiosk.session.ice import IceConfig
+from kiosk.ui.booth_services import BoothSelfCheck, CallVideo, EspeakSpeaker, PcscCardService
+from kiosk.ui.controller import Controller
+from kiosk.ui.flow import FlowConfig
+from kiosk.ui.services import CardService, Services
+
+logger = logging.getLogger(__name__)
+audit_logger = logging.getLogger("kiosk.audit")
+
+
+@dataclass
+class BoothStack:
+    """A running booth: its controller and what the controller drives."""
+
+    controller: Controller
+    session: BoothSession
+    booth: EmulatedBooth
+    video: CallVideo
+
+
+def empty_directory(path: Path) -> None:
+    """Delete everything inside ``path`` (the directory stays)."""
+    if not path.is_dir():
+        return
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                child.unlink()
+
+
+def prepare_state(state: Path) -> Path:
+    """Create the app's directories under ``state``; point Kivy and temporary files there. Returns the temp dir."""
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = state / "tmp"
+    temp.mkdir(exist_ok=True, mode=0o700)
+    empty_directory(temp)  # what a crash left behind
+    os.environ["TMPDIR"] = str(temp)
+    os.environ.setdefault("KIVY_HOME", str(state / "kivy"))
+    os.environ["KIVY_NO_FILELOG"] = "1"
+    os.environ["KIVY_NO_ARGS"] = "1"
+    return temp
+
+
+def audit(event: str) -> None:
+    """The flow's audit events (never patient data); the hash-chained audit trail takes them over later."""
+    audit_logger.info("%s", event)
+
+
+@contextlib.asynccontextmanager
+async def emulated_stack(
+    workdir: Path,
+    *,
+    hub: HubEndpoint,
+    credentials: BoothCredentials,
+    card: CardService,
+    temp_dir: Path | None = None,
+    flow_config: FlowConfig | None = None,
+    settings: EmulationSettings | None = None,
+    ice: IceConfig | None = None,
+    speaker_ok: bool = True,
+) -> AsyncIterator[BoothStack]:
+    """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
+    async with emulated_booth(workdir, settings) as booth:
+        session = BoothSession(
+            hub=hub, credentials=credentials, media=booth.media, peripherals=booth.peripherals, ice=ice
+        )
+        room = booth.cameras["room"]
+        video = CallVideo(session, room)
+        forget: Callable[[], None] = (lambda: empty_directory(temp_dir)) if temp_dir is not None else (lambda: None)
+        services = Services(
+            card=card,
+            session=session,
+            selfcheck=BoothSelfCheck(
+                booth.peripherals,
+                camera=room,
+                microphone=booth.microphone,
+                speaker_check=(lambda: (True, "emulated")) if speaker_ok else None,
+            ),
+            video=video,
+            speaker=EspeakSpeaker(),
+            audit=audit,
+            forget=forget,
+        )
+        controller = Controller(services, flow_config)
+        await session.start()
+        video.start()
+        try:
+            yield BoothStack(controller, session, booth, video)
+        finally:
+            await video.stop()
+            await session.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiosk-app", description="Run the booth's patient app.")
+    parser.add_argument("--hub", required=True, help="the hub's booth listener, wss://host:port/ws")
+    parser.add_argument("--hub-state", type=Path, help="development: take CA, certificate and key from a hub state")
+    parser.add_argument("--booth-id", default="booth-0001")
+    parser.add_argument("--fleet-ca", type=Path)
+    parser.add_argument("--cert", type=Path)
+    parser.add_argument("--key", type=Path)
+    parser.add_argument("--emulate", type=Path, required=True, help="work directory of the emulated peripherals")
+    parser.add_argument("--state", type=Path, required=True, help="the booth's state directory")
+    parser.add_argument("--fullscreen", action="store_true")
+    parser.add_argument("--size", default="1280x800", help="window size, WxH")
+    parser.add_argument("--language", default="fr", help="the language the welcome screen starts in")
+    parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
+    parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+async def run(args: argparse.Namespace) -> int:
+    temp = prepare_state(args.state)
+    endpoint, credentials = credentials_from_args(args)
+    width, _, height = args.size.partition("x")
+    config = FlowConfig(
+        staff_pin_hash=args.staff_pin_hash, cleaning_required=args.cleaning_required, default_language=args.language
+    )
+    from kiosk.ui.app import run_app  # imports Kivy: only after prepare_state set its environment
+
+    async with emulated_stack(
+        args.emulate, hub=endpoint, credentials=credentials, card=PcscCardService(), temp_dir=temp, flow_config=config
+    ) as stack:
+        await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
+    empty_directory(temp)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``kiosk-app``."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run(args))
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
