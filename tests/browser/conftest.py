@@ -1,11 +1,11 @@
 """The doctor console in a real headless Chromium, against a real hub.
 
-* ``hub``: one development state (``hub.app.init_dev_state``) served by ``kiosk-hub serve --port 0
-  --booth-port 0`` in a subprocess for the whole session; its ``ready doctor=... booth=...`` line gives
-  the real ports. Login rate limits are raised in its TOML settings (every test logs in from 127.0.0.1).
-* ``browser``: Debian's Chromium with fake camera and microphone, and a throwaway HOME whose NSS
-  database trusts the dev fleet CA, so https://localhost:PORT is a genuinely trusted origin (WebAuthn
-  and the console's secure-context APIs refuse pages with certificate errors).
+* ``hub``: a development hub (``kiosk.demo.hub.DevHub``: ``kiosk-hub init --dev``, then ``kiosk-hub serve``
+  on free ports) for the whole session. Login rate limits are raised in its TOML settings (every test logs
+  in from 127.0.0.1).
+* ``browser``: Debian's Chromium (``kiosk.demo.browser``) with fake camera and microphone, and a throwaway
+  HOME whose NSS database trusts the dev fleet CA, so https://localhost:PORT is a genuinely trusted origin
+  (WebAuthn and the console's secure-context APIs refuse pages with certificate errors).
 * ``console``: a fresh browser context on the console page; any page error or console error (a CSP
   violation, an uncaught exception) fails the test.
 * ``FakeBooth``: the booth side of the signalling WebSocket in Python, over mutual TLS with a booth
@@ -18,16 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
-import os
-import re
-import secrets
-import selectors
 import shutil
-import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -37,137 +29,26 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Error, Page
 
-from hub import pki
-from hub.accounts import Accounts, totp_now
-from hub.app import StatePaths, init_dev_state
-from hub.config import HubConfig
-from hub.store import Store
+from kiosk.demo.browser import CHROMIUM, home_with_ca, launch_chromium
+from kiosk.demo.hub import RELAXED_RATE_LIMIT, DevDoctor, DevHub
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-STARTUP_TIMEOUT = 30.0
 TIMEOUT_MS = 10_000
 """Playwright's default wait for one step (a selector, a navigation) in these tests."""
-READY = re.compile(r"^ready doctor=https://(?P<host>[^ ]+):(?P<port>\d+) booth=wss://(?P<bhost>[^ ]+):(?P<bport>\d+)$")
-CHROMIUM_ARGS = [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
-@dataclass
-class Doctor:
-    """A doctor account created for one test."""
-
-    username: str
-    password: str
-    secret: str
-
-    def totp(self) -> str:
-        return totp_now(self.secret, time.time())
-
-
-@dataclass
-class Hub:
-    """A running ``kiosk-hub serve`` and its state directory."""
-
-    state: Path
-    credentials: dict[str, str]
-    doctor_port: int
-    booth_port: int
-    log: Path
-
-    @property
-    def paths(self) -> StatePaths:
-        return StatePaths(self.state)
-
-    @property
-    def origin(self) -> str:
-        """The console's origin: a host name, as WebAuthn requires."""
-        return f"https://localhost:{self.doctor_port}"
-
-    @property
-    def fleet_ca_pem(self) -> str:
-        return self.paths.fleet_ca.read_text()
-
-    def new_doctor(self, display_name: str = "Dr Test") -> Doctor:
-        """A fresh account in the hub's store (SQLite in WAL mode: the running hub sees it at once)."""
-        username = f"dr.{secrets.token_hex(4)}"
-        password = secrets.token_urlsafe(18)
-        store = Store(self.paths.database)
-        try:
-            secret = Accounts(store, HubConfig(state=self.state)).create_account(
-                username, display_name, password, now=time.time()
-            )
-        finally:
-            store.close()
-        return Doctor(username, password, secret)
-
-    def new_booth(self, booth_id: str) -> None:
-        """Mint another booth certificate with the fleet CA (like ``kiosk-hub add-booth``)."""
-        if self.paths.booth_cert(booth_id).exists():
-            return
-        fleet = pki.load_issuer(self.paths.fleet_ca, self.paths.fleet_ca_key)
-        key = pki.new_key()
-        now = datetime.datetime.now(datetime.UTC)
-        pki.save_certificate(
-            self.paths.booth_cert(booth_id), pki.issue_booth_certificate(fleet, key.public_key(), booth_id, now=now)
-        )
-        pki.save_key(self.paths.booth_key(booth_id), key)
-
-    def booth_context(self, booth_id: str = "booth-0001") -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.paths.fleet_ca))
-        context.load_cert_chain(self.paths.booth_cert(booth_id), self.paths.booth_key(booth_id))
-        return context
-
-
-def _read_ready_line(process: subprocess.Popen[str], deadline: float) -> re.Match[str]:
-    assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not selector.select(remaining):
-                continue
-            line = process.stdout.readline()
-            if line == "":
-                raise RuntimeError(f"kiosk-hub exited with {process.wait(5)} before it was ready")
-            match = READY.match(line.strip())
-            if match is not None:
-                return match
-    finally:
-        selector.close()
-    raise TimeoutError("kiosk-hub did not print its ready line")
+Hub = DevHub
+"""A running ``kiosk-hub serve`` and its state directory (:class:`kiosk.demo.hub.DevHub`)."""
+Doctor = DevDoctor
+"""A doctor account created for one test."""
 
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     base = tmp_path_factory.mktemp("console-hub")
-    state = base / "state"
-    credentials = init_dev_state(state)
-    settings = base / "hub.toml"
-    settings.write_text(f'state = "{state}"\n\n[rate_limit]\nburst = 1000\nper_minute = 1000\n')
-    log = base / "hub.log"
-    script = Path(sys.executable).with_name("kiosk-hub")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "hub.cli"]
-    command += ["serve", "--config", str(settings), "--port", "0", "--booth-port", "0"]
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
-    try:
-        match = _read_ready_line(process, time.monotonic() + STARTUP_TIMEOUT)
-        yield Hub(state, credentials, int(match["port"]), int(match["bport"]), log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
+    with DevHub(base / "state", run_dir=base, settings=RELAXED_RATE_LIMIT) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -175,32 +56,15 @@ def chromium_home(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HOME whose NSS database trusts the dev fleet CA (Chromium on Linux reads ~/.pki/nssdb)."""
     if shutil.which("certutil") is None:
         pytest.skip("certutil (libnss3-tools) is not installed")
-    home = tmp_path_factory.mktemp("chromium-home")
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    database = f"sql:{nssdb}"
-    subprocess.run(["certutil", "-d", database, "-N", "--empty-password"], check=True, timeout=30)
-    subprocess.run(
-        ["certutil", "-d", database, "-A", "-t", "C,,", "-n", "fleet", "-i", str(hub.paths.fleet_ca)],
-        check=True,
-        timeout=30,
-    )
-    return home
+    return home_with_ca(tmp_path_factory.mktemp("chromium-home"), hub.paths.fleet_ca)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser(chromium_home: Path) -> AsyncIterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed")
-    environment: dict[str, str | float | bool] = {**os.environ, "HOME": str(chromium_home)}
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=environment, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launch_chromium(chromium_home) as launched:
+        yield launched
 
 
 @dataclass
