@@ -51,11 +51,7 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import selectors
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,16 +61,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.stats import percentile
-from hub.accounts import totp_now
-from hub.app import StatePaths, init_dev_state
+from kiosk.demo.browser import CHROMIUM, BrowserUnavailable, home_with_ca, launch_chromium
+from kiosk.demo.doctor import DoctorStepFailed, ScriptedDoctor
+from kiosk.demo.hub import RELAXED_RATE_LIMIT, DevHub, HubError, tail
 
 ROOT: Final = Path(__file__).resolve().parents[1]
-CHROMIUM: Final = "/usr/bin/chromium"
-CHROMIUM_ARGS: Final = [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 VIDEO_SIZE: Final = "1280x720"
 FPS: Final = 30
 CALLS: Final = 10
@@ -89,7 +80,6 @@ SELECTS: Final = 20
 VIDEO_STREAMS: Final = 2
 STARTUP_TIMEOUT: Final = 60.0
 STEP_TIMEOUT_MS: Final = 20_000
-READY = re.compile(r"^ready doctor=https://(?P<host>[^ ]+):(?P<port>\d+) booth=wss://(?P<bhost>[^ ]+):(?P<bport>\d+)$")
 
 # Installed in the console page once logged in. Click and change times, the first frame of each call,
 # results shown, and the stamp reader: kiosk/session/stamp.py's layout and CRC, in JavaScript.
@@ -326,75 +316,6 @@ def _script(name: str, module: str) -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", module]
 
 
-def _stop_process(process: subprocess.Popen[str] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
-@dataclass
-class _Hub:
-    process: subprocess.Popen[str]
-    doctor_port: int
-    booth_port: int
-    log: Path
-
-
-def _start_hub(base: Path, state: Path) -> _Hub:
-    settings = base / "hub.toml"
-    settings.write_text(f'state = "{state}"\n\n[rate_limit]\nburst = 1000\nper_minute = 1000\n')
-    log = base / "hub.log"
-    command = [*_script("kiosk-hub", "hub.cli"), "serve", "--config", str(settings), "--port", "0", "--booth-port", "0"]
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
-    assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not selector.select(remaining):
-                continue
-            line = process.stdout.readline()
-            if line == "":
-                raise BenchError(f"kiosk-hub exited with {process.wait(5)}: {_tail(log)}")
-            if match := READY.match(line.strip()):
-                return _Hub(process, int(match["port"]), int(match["bport"]), log)
-        raise BenchError("kiosk-hub did not print its ready line")
-    except BaseException:
-        _stop_process(process)
-        process.stdout.close()
-        raise
-    finally:
-        selector.close()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-def _chromium_home(base: Path, fleet_ca: Path) -> Path:
-    """A HOME whose NSS database trusts the dev fleet CA (Chromium on Linux reads ~/.pki/nssdb)."""
-    if shutil.which("certutil") is None:
-        raise BenchError("certutil (libnss3-tools) is not installed")
-    home = base / "chromium-home"
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    database = f"sql:{nssdb}"
-    subprocess.run(["certutil", "-d", database, "-N", "--empty-password"], check=True, timeout=30)
-    subprocess.run(
-        ["certutil", "-d", database, "-A", "-t", "C,,", "-n", "fleet", "-i", str(fleet_ca)], check=True, timeout=30
-    )
-    return home
-
-
 @dataclass
 class _Booth:
     """A ``kiosk-booth`` process: its JSON events, its stdin commands, its CPU time."""
@@ -432,7 +353,7 @@ class _Booth:
                 if match(event):
                     return event
             if self.process.returncode is not None or (self.reader is not None and self.reader.done()):
-                raise BenchError(f"kiosk-booth exited ({self.process.returncode}): {_tail(self.log)}")
+                raise BenchError(f"kiosk-booth exited ({self.process.returncode}): {tail(self.log)}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BenchError(f"kiosk-booth: no matching event in {timeout} s; last: {self.events[-3:]}")
@@ -510,21 +431,6 @@ def _ms(values: Sequence[float], *fractions: float) -> dict[str, float | int]:
     out["mean_ms"] = round(statistics.fmean(values), 1)
     out["max_ms"] = round(max(values), 1)
     return out
-
-
-async def _login(page: Any, origin: str, credentials: dict[str, str]) -> None:
-    response = await page.goto(origin + "/")
-    if response is None or not response.ok:
-        raise BenchError(f"console page: {response.status if response else 'no response'}")
-    await page.wait_for_function("() => window.consoleDebug !== undefined")
-    await page.get_by_test_id("login-username").fill(credentials["username"])
-    await page.get_by_test_id("login-password").fill(credentials["password"])
-    await page.get_by_test_id("login-submit").click()
-    await page.get_by_test_id("totp-code").wait_for(state="visible")
-    await page.get_by_test_id("totp-code").fill(totp_now(credentials["totp_secret"], time.time()))
-    await page.get_by_test_id("totp-submit").click()
-    await page.wait_for_function("() => window.consoleDebug.view() === 'waiting-room'")
-    await page.get_by_test_id("identity-status").filter(has_text="certifiée").wait_for()
 
 
 async def _call(page: Any, booth: _Booth) -> dict[str, Any]:
@@ -706,56 +612,43 @@ async def _measure(
     video_size: str,
     fps: float,
 ) -> dict[str, Any]:
-    from playwright.async_api import async_playwright
-
-    state = base / "state"
-    credentials = init_dev_state(state)
-    hub: _Hub | None = None
+    hub = DevHub(base / "state", run_dir=base, settings=RELAXED_RATE_LIMIT, startup_timeout=STARTUP_TIMEOUT)
     booth: _Booth | None = None
     try:
-        hub = _start_hub(base, state)
-        home = _chromium_home(base, StatePaths(state).fleet_ca)
-        booth = await _start_booth(base, state, hub.booth_port, video_size, fps)
-        environment: dict[str, str | float | bool] = {**os.environ, "HOME": str(home)}
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=environment, timeout=30_000
-            )
-            try:
-                context = await browser.new_context(viewport={"width": 1600, "height": 1000})
-                context.set_default_timeout(STEP_TIMEOUT_MS)
-                page = await context.new_page()
-                await _login(page, f"https://localhost:{hub.doctor_port}", credentials)
-                await page.evaluate(PAGE_SCRIPT)
+        hub.start()
+        home = home_with_ca(base / "chromium-home", hub.paths.fleet_ca)
+        booth = await _start_booth(base, hub.state, hub.booth_port, video_size, fps)
+        async with launch_chromium(home) as browser:
+            doctor = await ScriptedDoctor.open(browser, hub.origin, hub.doctor, step_timeout=STEP_TIMEOUT_MS / 1000)
+            page = doctor.page
+            await doctor.login()
+            await page.evaluate(PAGE_SCRIPT)
 
-                # The booth waits in the room: cameras and emulators running, no call.
-                await asyncio.sleep(1.0)
-                cpu = _CpuWindow(booth.pid)
-                await asyncio.sleep(idle_seconds)
-                idle = cpu.percents()
+            # The booth waits in the room: cameras and emulators running, no call.
+            await asyncio.sleep(1.0)
+            cpu = _CpuWindow(booth.pid)
+            await asyncio.sleep(idle_seconds)
+            idle = cpu.percents()
 
-                setups: list[dict[str, Any]] = []
-                for index in range(calls):
-                    setups.append(await _call(page, booth))
-                    if index < calls - 1:
-                        await _hang_up(page, booth)
-                # The last call stays up.
-                await asyncio.sleep(warmup_seconds)
-                steady, call = await _steady(page, booth, steady_seconds)
-                glass = await _glass_to_glass(page, frames, fps)
-                await page.get_by_test_id("sas-verified").click()
-                temperature = await _temperature_reads(page, booth, reads)
-                camera = await _camera_selects(page, selects)
-                await _hang_up(page, booth)
-            finally:
-                await browser.close()
+            setups: list[dict[str, Any]] = []
+            for index in range(calls):
+                setups.append(await _call(page, booth))
+                if index < calls - 1:
+                    await _hang_up(page, booth)
+            # The last call stays up.
+            await asyncio.sleep(warmup_seconds)
+            steady, call = await _steady(page, booth, steady_seconds)
+            glass = await _glass_to_glass(page, frames, fps)
+            await page.get_by_test_id("sas-verified").click()
+            temperature = await _temperature_reads(page, booth, reads)
+            camera = await _camera_selects(page, selects)
+            await _hang_up(page, booth)
+    except (HubError, BrowserUnavailable, DoctorStepFailed) as exc:
+        raise BenchError(str(exc)) from exc
     finally:
         if booth is not None:
             await booth.stop()
-        if hub is not None:
-            _stop_process(hub.process)
-            if hub.process.stdout is not None:
-                hub.process.stdout.close()
+        hub.stop()
 
     setup_ms = [s["setup_ms"] for s in setups]
     first_packet = [s["to_first_packet_ms"] for s in setups if s["to_first_packet_ms"] is not None]

@@ -1,6 +1,6 @@
 """Hub capacity: concurrent booth connections one hub process holds on one core with signalling p99 under 50 ms.
 
-A throwaway development state is created (``hub.app.init_dev_state``) and the
+A throwaway development state is created (``kiosk-hub init --dev``, through ``kiosk.demo.hub.DevHub``) and the
 hub runs as its own process (``kiosk-hub serve``'s ``main``, under a small
 observer of full garbage collections) pinned to one core with ``taskset``.
 Load booths run in worker processes pinned to the other core(s), each with
@@ -45,9 +45,7 @@ import os
 import random
 import re
 import resource
-import select
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,9 +62,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bench.stats import summary_ms
 from hub import pki, tls
 from hub.accounts import Accounts, totp_now
-from hub.app import StatePaths, init_dev_state
+from hub.app import StatePaths
 from hub.config import HubConfig
 from hub.store import Store
+from kiosk.demo.hub import DevHub, HubError
 
 STEPS: Final = (250, 500, 1000, 2000, 4000, 8000, 16000)
 DEFAULT_MAX_BOOTHS: Final = 20000
@@ -317,23 +316,31 @@ class _Worker:
 # -- the hub process ------------------------------------------------------------------------------------------
 @dataclass
 class _Hub:
-    process: subprocess.Popen[bytes]
-    log: Path
+    """The development hub (:class:`kiosk.demo.hub.DevHub`) and what the bench reads of its process."""
+
+    dev: DevHub
     gc_log: Path
-    doctor_port: int = 0
-    booth_port: int = 0
+    pid: int = 0
     clock_ticks: int = field(default_factory=lambda: os.sysconf("SC_CLK_TCK"))
     last_cpu: float = 0.0
+
+    @property
+    def doctor_port(self) -> int:
+        return self.dev.doctor_port
+
+    @property
+    def booth_port(self) -> int:
+        return self.dev.booth_port
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the hub so far (the last value read, once the process is gone)."""
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
             self.last_cpu = (int(fields[11]) + int(fields[12])) / self.clock_ticks  # utime, stime
         return self.last_cpu
 
     def rss_mib(self) -> float:
-        return rss_mib(self.process.pid)
+        return rss_mib(self.pid)
 
     def full_collections(self, since: float, until: float = float("inf")) -> list[float]:
         """Pauses (seconds) of the hub's full garbage collections that overlap ``since``..``until`` (monotonic)."""
@@ -346,18 +353,16 @@ class _Hub:
         return pauses
 
     def nofile(self) -> int | None:
-        for line in Path(f"/proc/{self.process.pid}/limits").read_text().splitlines():
+        for line in Path(f"/proc/{self.pid}/limits").read_text().splitlines():
             if line.startswith("Max open files"):
                 return int(line.split()[3])
         return None
 
     def log_tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return self.dev.log_tail(lines)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.dev.alive()
 
 
 def rss_mib(pid: int | None) -> float:
@@ -387,48 +392,24 @@ sys.exit(main(sys.argv[2:]))
 pauses stop the whole hub: a short probe window may miss them, the log does not."""
 
 
-def _start_hub(state: Path, core: int) -> _Hub:
-    gc_log = state / "hub-gc.log"
-    command = [sys.executable, "-c", HUB_LAUNCHER, str(gc_log), "serve", "--state", str(state)]
-    command += ["--port", "0", "--booth-port", "0"]
+def _hub(state: Path, run_dir: Path, core: int) -> _Hub:
+    """``kiosk-hub`` under :data:`HUB_LAUNCHER`, pinned to ``core``; not started yet."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    gc_log = run_dir / "hub-gc.log"
+    command = [sys.executable, "-c", HUB_LAUNCHER, str(gc_log)]
     if shutil.which("taskset"):
         command = ["taskset", "-c", str(core), *command]
-    log = state / "hub.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
-    hub = _Hub(process, log, gc_log)
+    return _Hub(DevHub(state, run_dir=run_dir, command=command, startup_timeout=READY_TIMEOUT), gc_log)
+
+
+def _start_hub(hub: _Hub, core: int) -> None:
+    try:
+        hub.dev.start()
+    except HubError as exc:
+        raise BenchError(f"the hub did not start: {exc}") from exc
+    hub.pid = hub.dev.pid
     with contextlib.suppress(OSError):
-        os.sched_setaffinity(process.pid, {core})  # taskset already did it; this is for machines without it
-    assert process.stdout is not None
-    deadline = time.monotonic() + READY_TIMEOUT
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or process.poll() is not None:
-            raise BenchError(f"the hub did not start:\n{hub.log_tail()}")
-        readable, _, _ = select.select([process.stdout], [], [], left)
-        if readable:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                raise BenchError(f"the hub closed its output:\n{hub.log_tail()}")
-            line += chunk
-    ready = re.search(rb"ready doctor=https://\S+:(\d+) booth=wss://\S+:(\d+)", line)
-    if ready is None:
-        raise BenchError(f"unexpected hub output {line!r}")
-    hub.doctor_port, hub.booth_port = int(ready.group(1)), int(ready.group(2))
-    return hub
-
-
-def _stop_hub(hub: _Hub) -> None:
-    if hub.alive():
-        hub.process.terminate()
-        try:
-            hub.process.wait(10)
-        except subprocess.TimeoutExpired:
-            hub.process.kill()
-    hub.process.wait()
-    if hub.process.stdout is not None:
-        hub.process.stdout.close()
+        os.sched_setaffinity(hub.pid, {core})  # taskset already did it; this is for machines without it
 
 
 # -- doctors and the probe (orchestrator) -------------------------------------------------------------------------
@@ -623,8 +604,12 @@ class _Setup:
         return booths
 
 
-def _make_state(root: Path, load_doctors: int) -> _Setup:
-    credentials = init_dev_state(root)
+def _make_state(hub: DevHub, load_doctors: int) -> _Setup:
+    try:
+        hub.init()
+    except HubError as exc:
+        raise BenchError(str(exc)) from exc
+    root, credentials = hub.state, hub.credentials
     paths = StatePaths(root)
     store = Store(paths.database)
     doctors = []
@@ -821,8 +806,9 @@ def run(
     tmp = tempfile.TemporaryDirectory(prefix="hub-capacity-")
     try:
         os.sched_setaffinity(0, load_cores)
-        setup = _make_state(Path(tmp.name) / "state", LOAD_DOCTORS)
-        hub = _start_hub(setup.root, hub_core)
+        hub = _hub(Path(tmp.name) / "state", Path(tmp.name) / "run", hub_core)
+        setup = _make_state(hub.dev, LOAD_DOCTORS)
+        _start_hub(hub, hub_core)
         options = WorkerOptions(
             url=f"wss://127.0.0.1:{hub.booth_port}/ws",
             fleet_ca=str(StatePaths(setup.root).fleet_ca),
@@ -858,7 +844,7 @@ def run(
                 worker.process.join(5)
             worker.conn.close()
         if hub is not None:
-            _stop_hub(hub)
+            hub.dev.stop()
         tmp.cleanup()
         os.sched_setaffinity(0, own_affinity)
         with contextlib.suppress(ValueError, OSError):
