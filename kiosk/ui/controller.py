@@ -280,8 +280,11 @@ class Controller:
                 due = self.flow.next_timer()
                 delay = None if due is None else max(0.0, due - self.clock())
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                # that arrives as the event is set, leaving this loop unstoppable.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 due = self.flow.next_timer()
                 if due is not None and self.clock() >= due:
                     self.send(f.Tick(self.clock()))
@@ -295,6 +298,8 @@ class Controller:
         """Feed one event to the flow and execute its effects; None when the flow ignored it."""
         before = (self.flow.step, self.flow.failure, self.flow.warning)
         effects = self.flow.handle(event, self.clock())
+        if self.tr.lang != self.flow.language:
+            self.tr.set_language(self.flow.language)
         for effect in effects:
             self._execute(effect)
         self._wake.set()
@@ -345,7 +350,6 @@ class Controller:
             logger.exception("could not erase the session's temporary files")
         self.view = View()
         self.settings = Settings()
-        self.tr.set_language(self.flow.language)
         gc.collect()  # received files and frames held by dropped objects go now, not at some later cycle
         self.wipes += 1
         self.send(f.WipeDone())
@@ -456,7 +460,8 @@ class Controller:
         self._confirming = future
         self.send(f.MeasurementRequested(f.Measurement.BLOOD_PRESSURE))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), CONFIRM_TIMEOUT)
+            async with asyncio.timeout(CONFIRM_TIMEOUT):
+                return await future
         except TimeoutError:
             self.send(f.MeasurementDone())
             return False
