@@ -12,14 +12,15 @@ Card kinds (the CLI's ``emulate CARD`` names): ``vitale``, ``family``, ``bank``,
 from __future__ import annotations
 
 import datetime
+import enum
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..identity import nir_key
+from ..identity import Nir, nir_key
 from ..tlv import encode
-from ..vitale import AID_MF_VITALE, AID_VITALE
+from ..vitale import AID_MF_VITALE, AID_VITALE, TEXT_ENCODING
 from .card import Application, ElementaryFile, GarbageCard, VirtualCard
 
 # Synthetic ATRs (shapes only, not copied from real cards).
@@ -76,8 +77,8 @@ def holder_group(p: SyntheticPerson) -> bytes:
     return encode(
         0x65,
         [
-            encode(0x80, p.surname.encode("latin-1")),
-            encode(0x81, p.first_name.encode("latin-1")),
+            encode(0x80, p.surname.encode(TEXT_ENCODING)),
+            encode(0x81, p.first_name.encode(TEXT_ENCODING)),
             encode(0x82, p.birth_date.strftime("%Y%m%d").encode()),
             encode(0x90, b"FRA"),
             encode(0x93, p.nir.encode()),
@@ -152,22 +153,110 @@ class CardSpec:
     """Close the connection (card pulled) after this many APDUs."""
 
 
-def load_identity(path: str | Path) -> list[SyntheticPerson]:
-    """Beneficiaries from a JSON file: one object or a list, keys surname,
-    first_name, birth_date (ISO 8601), nir; a NIR without key gets its key."""
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    items = raw if isinstance(raw, list) else raw.get("beneficiaries", [raw]) if isinstance(raw, dict) else []
-    people = []
-    for item in items:
-        nir = "".join(str(item["nir"]).split())
-        if len(nir) == 13:
-            nir += f"{nir_key(nir):02d}"
-        people.append(
-            SyntheticPerson(
-                str(item["surname"]), str(item["first_name"]), datetime.date.fromisoformat(item["birth_date"]), nir
-            )
+class IdentityFileReason(enum.Enum):
+    """Why an identity file was refused."""
+
+    UNREADABLE = "unreadable"
+    """The file could not be read (missing, unreadable, not UTF-8)."""
+    NOT_JSON = "not_json"
+    """The text is not JSON."""
+    BAD_SHAPE = "bad_shape"
+    """Not an object, a list of objects or ``{"beneficiaries": [...]}``, or no beneficiary at all."""
+    MISSING_KEYS = "missing_keys"
+    """A beneficiary lacks one of :data:`IDENTITY_KEYS`."""
+    BAD_VALUE = "bad_value"
+    """A name that is not a non-empty string (or too long)."""
+    BAD_DATE = "bad_date"
+    """``birth_date`` is not an ISO 8601 date (YYYY-MM-DD) in the past."""
+    BAD_NIR = "bad_nir"
+    """``nir`` is not a well-formed NIR, or its key does not match."""
+
+
+class IdentityFileError(ValueError):
+    """An identity file (``DEMO_CARD``, ``emulate --identity``) was refused. The message names the field and
+    the beneficiary's position, never a value from the file."""
+
+    def __init__(self, reason: IdentityFileReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+IDENTITY_KEYS = ("surname", "first_name", "birth_date", "nir")
+"""The keys of one beneficiary in an identity file."""
+MAX_NAME = 64
+MAX_BENEFICIARIES = 16
+MIN_BIRTH_DATE = datetime.date(1900, 1, 1)
+
+
+def parse_identity(text: str) -> list[SyntheticPerson]:
+    """Beneficiaries from JSON text: one object, a list of objects or ``{"beneficiaries": [...]}``, each with
+    keys surname, first_name, birth_date (ISO 8601), nir (15 characters, or 13 and the key is added).
+    Raises :class:`IdentityFileError`."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise IdentityFileError(IdentityFileReason.NOT_JSON, "the identity file is not valid JSON") from exc
+    if isinstance(raw, dict) and "beneficiaries" in raw:
+        raw = raw["beneficiaries"]
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or len(items) > MAX_BENEFICIARIES:
+        raise IdentityFileError(
+            IdentityFileReason.BAD_SHAPE, f"the identity file must hold 1 to {MAX_BENEFICIARIES} beneficiaries"
         )
-    return people
+    return [_beneficiary(item, index) for index, item in enumerate(items, 1)]
+
+
+def _beneficiary(item: object, index: int) -> SyntheticPerson:
+    where = f"beneficiary {index}"
+    if not isinstance(item, dict):
+        raise IdentityFileError(IdentityFileReason.BAD_SHAPE, f"{where} is not a JSON object")
+    missing = [key for key in IDENTITY_KEYS if key not in item]
+    if missing:
+        raise IdentityFileError(IdentityFileReason.MISSING_KEYS, f"{where} lacks {', '.join(missing)}")
+    names = []
+    for key in ("surname", "first_name"):
+        value = item[key]
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME or not value.isprintable():
+            raise IdentityFileError(
+                IdentityFileReason.BAD_VALUE, f"{where}: {key} must be a printable string of 1 to {MAX_NAME}"
+            )
+        try:
+            value.encode(TEXT_ENCODING)  # what the card's files hold
+        except UnicodeEncodeError as exc:
+            raise IdentityFileError(
+                IdentityFileReason.BAD_VALUE, f"{where}: {key} has characters a Carte Vitale cannot hold"
+            ) from exc
+        names.append(value.strip())
+    birth = item["birth_date"]
+    try:
+        if not isinstance(birth, str):
+            raise ValueError("not a string")
+        birth_date = datetime.date.fromisoformat(birth.strip())
+    except ValueError as exc:
+        raise IdentityFileError(IdentityFileReason.BAD_DATE, f"{where}: birth_date must be YYYY-MM-DD") from exc
+    if not MIN_BIRTH_DATE <= birth_date <= datetime.date.today():
+        raise IdentityFileError(
+            IdentityFileReason.BAD_DATE, f"{where}: birth_date must be from {MIN_BIRTH_DATE.year} to today"
+        )
+    value = item["nir"]
+    nir = "".join(value.split()).upper() if isinstance(value, str) else ""
+    if len(nir) == 13 and Nir(nir).well_formed:
+        nir += f"{nir_key(nir):02d}"
+    if not Nir(nir).key_valid:
+        reason = "its key does not match" if Nir(nir).well_formed else "it is not 13 or 15 NIR characters"
+        raise IdentityFileError(IdentityFileReason.BAD_NIR, f"{where}: nir refused ({reason})")
+    return SyntheticPerson(names[0], names[1], birth_date, nir)
+
+
+def load_identity(path: str | Path) -> list[SyntheticPerson]:
+    """Beneficiaries from a JSON file (see :func:`parse_identity`). Raises :class:`IdentityFileError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IdentityFileError(
+            IdentityFileReason.UNREADABLE, f"cannot read the identity file: {exc.__class__.__name__}"
+        ) from exc
+    return parse_identity(text)
 
 
 def make_card(kind: str, identity: list[SyntheticPerson] | None = None) -> CardSpec:
