@@ -220,21 +220,14 @@ async def stethoscope_step(demo: Demo, wav: Path) -> str:
 
 
 async def card_step(demo: Demo, workdir: Path) -> str:
+    from kiosk.demo.card import DemoCard
     from kiosk.identity.pcsc import PcscMonitor, read_card
-    from kiosk.identity.virtual import pcscd
-    from kiosk.identity.virtual.cards import load_identity, make_card
-    from kiosk.identity.virtual.vpcd import VirtualCardRunner
 
-    missing = pcscd.available()
-    if missing:
-        raise RuntimeError(missing)
-    identity_file = os.environ.get("DEMO_CARD")
-    identity = load_identity(identity_file) if identity_file else None
-    spec = make_card("vitale" if identity else "family", identity)
-    with pcscd.private_pcscd(workdir) as daemon:
-        demo.say(f"   private pcscd with vpcd on port {daemon.port}; readers: {', '.join(daemon.reader_names)}")
+    with DemoCard(workdir, DemoCard.identity_from_env()) as card:
+        assert card.daemon is not None
+        readers = ", ".join(card.daemon.reader_names)
+        demo.say(f"   private pcscd with vpcd on port {card.daemon.port}; readers: {readers}")
         async with PcscMonitor() as monitor:
-            card = VirtualCardRunner(spec, port=daemon.port)
             reading = asyncio.create_task(read_card(monitor, timeout=20))
             await asyncio.sleep(0.5)
             demo.say("   inserting the virtual Carte Vitale...")
