@@ -181,7 +181,7 @@ async def _housekeeping(app: web.Application, room: WaitingRoom, config: HubConf
             check_sessions(app)
             if time.monotonic() - last_refresh >= config.queue_refresh:
                 last_refresh = time.monotonic()
-                room.broadcast_queue(last_refresh)
+                room.refresh(last_refresh)
         except Exception:  # the housekeeping loop must survive a transient store error
             logger.exception("housekeeping failed")
 

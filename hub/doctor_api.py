@@ -444,7 +444,7 @@ async def doctor_socket(request: web.Request) -> web.StreamResponse:
         await relay_frames(ws, room, link, Direction.DOCTOR_TO_HUB, room.from_doctor)
     finally:
         request.app[LINKS].pop(link, None)
-        room.doctor_left(link)
+        room.doctor_left(link, time.monotonic())
         await endpoint.finish()
     return ws
 

@@ -150,6 +150,13 @@ QUEUE_ENTRY: Final = Table(
         "booth": Text(64),
     }
 )
+MAX_POSITION: Final = 100_000
+MAX_WAIT_SECONDS: Final = 7 * 24 * 3600
+POSITION: Final[Mapping[str, Spec]] = {
+    "position": Integer(1, MAX_POSITION),
+    "estimate_seconds": Nullable(Integer(0, MAX_WAIT_SECONDS)),
+}
+"""A waiting booth's place (1 = next) and the hub's estimated wait, null when it has no honest one."""
 
 SCHEMAS: Final[Mapping[Direction, Mapping[str, Mapping[str, Spec]]]] = {
     Direction.BOOTH_TO_HUB: {
@@ -163,6 +170,7 @@ SCHEMAS: Final[Mapping[Direction, Mapping[str, Mapping[str, Spec]]]] = {
         "signal": SIGNAL,
         "ended": ENDED,
         "error": ERROR,
+        "position": POSITION,
     },
     Direction.DOCTOR_TO_HUB: {
         "accept": {"entry": ID},

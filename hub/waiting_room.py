@@ -21,6 +21,9 @@ Rules it keeps:
 * A doctor holds one consultation at a time per connection, and must have a
   certified identity key (the booth needs its certificate) to accept.
 * End, or either side disconnecting, sends ``ended`` to the other side.
+* Every waiting booth learns its place and an estimated wait (``position``,
+  :mod:`hub.wait_estimate`) when it changes, and at each periodic refresh; a
+  booth in a consultation gets none.
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ from typing import Any, Final, Protocol, TypeVar
 from aiohttp import WSMsgType, web
 
 from hub.accounts import AuditHook, log_security_event
-from hub.messages import MAX_MESSAGE_BYTES, Direction, Message, MessageError, MessageReason, encode, parse
+from hub.messages import (
+    MAX_MESSAGE_BYTES,
+    MAX_POSITION,
+    Direction,
+    Message,
+    MessageError,
+    MessageReason,
+    encode,
+    parse,
+)
+from hub.wait_estimate import wait_estimates
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +61,8 @@ CLOSE_SESSION: Final = 4401
 MAX_QUEUE_ENTRIES: Final = 500
 QUEUE_OVERHEAD: Final = 64
 """Bytes of a ``queue`` message around its entries (``{"v":1,"type":"queue","entries":[]}`` and margin)."""
+HISTORY_SIZE: Final = 50
+"""Finished consultations whose durations the wait estimate is based on (the most recent ones)."""
 
 
 class Endpoint(Protocol):
@@ -80,6 +95,8 @@ class Consultation:
     entry: str
     booth: str
     doctor: DoctorLink
+    started: float
+    """When it was accepted (monotonic seconds)."""
 
 
 @dataclass(eq=False)
@@ -103,6 +120,8 @@ class BoothLink(_Link):
     certificate: str = ""
     entry: str | None = None
     session: str | None = None
+    position_sent: tuple[int, int | None] | None = None
+    """The last ``position`` sent for the current entry: unchanged ones are not repeated between refreshes."""
 
 
 @dataclass(eq=False)
@@ -139,6 +158,8 @@ class WaitingRoom:
         self.doctors: set[DoctorLink] = set()
         self.entries: dict[str, Entry] = {}
         self.sessions: dict[str, Consultation] = {}
+        self.history: deque[float] = deque(maxlen=HISTORY_SIZE)
+        """Durations (s) of the latest finished consultations."""
 
     # -- connections ---------------------------------------------------------------------------
     def booth_joined(self, link: BoothLink, now: float) -> None:
@@ -162,22 +183,25 @@ class WaitingRoom:
             link.entry = None
             self.broadcast_queue(now)
         if link.session is not None:
-            self._end(link.session, reason, notify_booth=False)
+            self._end(link.session, reason, now, notify_booth=False)
+        self.broadcast_positions(now)
 
     def doctor_joined(self, link: DoctorLink, now: float) -> None:
         """A doctor's WebSocket opened: it gets the queue at once."""
         self.doctors.add(link)
         self.audit("doctor_connected", {"account": link.username})
         link.endpoint.send(self._queue_text(now))
+        self.broadcast_positions(now)
 
-    def doctor_left(self, link: DoctorLink) -> None:
+    def doctor_left(self, link: DoctorLink, now: float) -> None:
         """A doctor's WebSocket closed: the consultation it held ends."""
         if link not in self.doctors:
             return
         self.doctors.discard(link)
         self.audit("doctor_disconnected", {"account": link.username})
         if link.session is not None:
-            self._end(link.session, "doctor-disconnected", notify_doctor=False)
+            self._end(link.session, "doctor-disconnected", now, notify_doctor=False)
+        self.broadcast_positions(now)
 
     # -- booth messages ------------------------------------------------------------------------------
     def from_booth(self, link: BoothLink, message: Message, now: float) -> None:
@@ -194,14 +218,17 @@ class WaitingRoom:
             entry = Entry(uuid.uuid4().hex, link.booth, patient["first_name"], patient["age"], patient["reason"], now)
             self.entries[entry.entry] = entry
             link.entry = entry.entry
+            link.position_sent = None
             self.audit("patient_announced", {"booth": link.booth, "entry": entry.entry})
             self.broadcast_queue(now)
+            self.broadcast_positions(now)
         elif message.type == "withdraw":
             if link.entry is not None:
                 self.entries.pop(link.entry, None)
                 self.audit("patient_withdrawn", {"booth": link.booth, "entry": link.entry})
                 link.entry = None
                 self.broadcast_queue(now)
+                self.broadcast_positions(now)
         elif message.type == "signal":
             consultation = self.sessions.get(message["session"])
             if consultation is None or consultation.booth != link.booth or link.session != consultation.session:
@@ -231,7 +258,8 @@ class WaitingRoom:
             if booth is not None:
                 booth.endpoint.send(_booth_text("signal", session=consultation.session, payload=message["payload"]))
         else:  # end
-            self._end(consultation.session, "doctor-ended")
+            self._end(consultation.session, "doctor-ended", now)
+            self.broadcast_positions(now)
 
     def _accept(self, link: DoctorLink, entry_id: str, now: float) -> None:
         if link.session is not None:
@@ -250,7 +278,7 @@ class WaitingRoom:
         del self.entries[entry_id]
         booth.entry = None
         session = uuid.uuid4().hex
-        self.sessions[session] = Consultation(session, entry_id, booth.booth, link)
+        self.sessions[session] = Consultation(session, entry_id, booth.booth, link, now)
         booth.session = session
         link.session = session
         self.audit("consultation_accepted", {"account": link.username, "booth": booth.booth, "session": session})
@@ -265,11 +293,16 @@ class WaitingRoom:
         for doctor in self.doctors:
             doctor.endpoint.send(_doctor_text("taken", entry=entry_id, by_me=doctor is link))
         self.broadcast_queue(now)
+        self.broadcast_positions(now)
 
-    def _end(self, session: str, reason: str, *, notify_booth: bool = True, notify_doctor: bool = True) -> None:
+    def _end(
+        self, session: str, reason: str, now: float, *, notify_booth: bool = True, notify_doctor: bool = True
+    ) -> None:
         consultation = self.sessions.pop(session, None)
         if consultation is None:
             return
+        # Every ending counts, a dropped or refused call too: it is the doctor's time the queue waits for.
+        self.history.append(max(0.0, now - consultation.started))
         consultation.doctor.session = None
         booth = self.booths.get(consultation.booth)
         if booth is not None and booth.session == session:
@@ -321,6 +354,33 @@ class WaitingRoom:
         text = self._queue_text(now)
         for doctor in self.doctors:
             doctor.endpoint.send(text)
+
+    def refresh(self, now: float) -> None:
+        """The periodic refresh: the queue to every doctor, and every waiting booth its position."""
+        self.broadcast_queue(now)
+        self.broadcast_positions(now, force=True)
+
+    def broadcast_positions(self, now: float, *, force: bool = False) -> None:
+        """Send each waiting booth its place in the queue and estimated wait, if it changed (or ``force``)."""
+        waiting = sorted(self.entries.values(), key=lambda e: e.since)
+        if not waiting:
+            return
+        # A doctor with two tabs open is one doctor, but each tab may hold a consultation.
+        doctors = max(len({doctor.username for doctor in self.doctors}), len(self.sessions))
+        estimates = wait_estimates(
+            len(waiting),
+            doctors=doctors,
+            running=[now - consultation.started for consultation in self.sessions.values()],
+            history=list(self.history),
+        )
+        for index, (entry, estimate) in enumerate(zip(waiting, estimates, strict=True)):
+            link = self.booths.get(entry.booth)
+            if link is None or link.entry != entry.entry or link.session is not None:
+                continue
+            position = (min(index + 1, MAX_POSITION), estimate)
+            if force or position != link.position_sent:
+                link.position_sent = position
+                link.endpoint.send(_booth_text("position", position=position[0], estimate_seconds=estimate))
 
 
 L = TypeVar("L", BoothLink, DoctorLink)

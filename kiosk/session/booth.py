@@ -9,9 +9,11 @@
 It connects to the hub, announces the patient, and runs consultations on
 emulated peripherals. Events go to stdout as JSON lines (``{"event": ...}``)
 for scripts and tests; they carry no patient data (chat and files are
-reported by size and digest only). Standard input takes one command per
-line: ``stop`` (the patient's STOP), ``chat TEXT``, ``file PATH``, ``end``,
-``announce``, ``withdraw``, ``quit``.
+reported by size and digest only, measurements by name only; ``waiting``
+gives the queue position and estimated minutes, ``link`` the hub link's
+state). Standard input takes one command per line: ``stop`` (the patient's
+STOP), ``chat TEXT``, ``file PATH``, ``end``, ``announce``, ``withdraw``,
+``quit``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,14 @@ from kiosk.session.consultation import (
     BoothCredentials,
     BoothSession,
     ChatEvent,
+    CommandEvent,
     FileEvent,
+    LinkEvent,
+    MeasurementEvent,
     SessionEvent,
     StateEvent,
     VerifiedEvent,
+    WaitingEvent,
     WaitingPatient,
 )
 from kiosk.session.emulated import EmulationSettings, emulated_booth
@@ -94,7 +100,7 @@ def describe(event: SessionEvent) -> None:
         emit("chat", length=len(event.text), from_doctor=event.from_doctor)
     elif isinstance(event, FileEvent):
         emit("file", size=len(event.data), sha256=hashlib.sha256(event.data).hexdigest(), from_doctor=event.from_doctor)
-    else:
+    elif isinstance(event, CommandEvent):
         emit(
             "command",
             command=event.command,
@@ -102,6 +108,12 @@ def describe(event: SessionEvent) -> None:
             detail=event.detail,
             device_seconds=event.device_seconds,
         )
+    elif isinstance(event, WaitingEvent):
+        emit("waiting", position=event.position, minutes=event.minutes)
+    elif isinstance(event, LinkEvent):
+        emit("link", connected=event.connected)
+    elif isinstance(event, MeasurementEvent):
+        emit("measurement", name=event.name)  # the name only: readings are patient data
 
 
 def credentials_from_args(args: argparse.Namespace) -> tuple[HubEndpoint, BoothCredentials]:

@@ -32,6 +32,7 @@ import contextlib
 import datetime
 import enum
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -65,6 +66,8 @@ STOP_GUARD_SECONDS: Final = 3.0
 MAX_BUFFERED_BYTES: Final = 1024 * 1024
 """File chunks wait while the data channel holds this much unsent."""
 RECOVERY_ATTEMPTS: Final = 3
+OXIMETER_EVENT_SECONDS: Final = 0.5
+"""The patient's screen gets the oximeter values at most this often (the doctor gets every slice)."""
 
 
 class SessionState(enum.Enum):
@@ -175,6 +178,7 @@ class MeasurementEvent:
 
     name: str
     values: Mapping[str, float]
+    """Exactly what went to the doctor; a value the device marked unavailable is left out."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ class _Call:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     """Running peripheral work by name (``oximeter``, ``bp``...)."""
     recoveries: int = 0
+    oximeter_shown_at: float = -1e9
 
 
 class BoothSession:
@@ -235,7 +240,12 @@ class BoothSession:
         self.ice = ice or IceConfig()
         self.confirm = confirm
         self.clock = clock
-        self.link = HubLink(hub, on_message=self._on_hub_message, on_connected=self._on_hub_connected)
+        self.link = HubLink(
+            hub,
+            on_message=self._on_hub_message,
+            on_connected=self._on_hub_connected,
+            on_disconnected=self._on_hub_disconnected,
+        )
         self.state = SessionState.IDLE
         self.patient: WaitingPatient | None = None
         self._call: _Call | None = None
@@ -315,8 +325,12 @@ class BoothSession:
 
     # -- hub messages -------------------------------------------------------------------------------
     async def _on_hub_connected(self) -> None:
+        self._emit(LinkEvent(True))
         if self.patient is not None and self._call is None:
             await self._send_announce()
+
+    async def _on_hub_disconnected(self) -> None:
+        self._emit(LinkEvent(False))
 
     async def _send_announce(self) -> None:
         patient = self.patient
@@ -343,6 +357,13 @@ class BoothSession:
             return
         if message.type == "error":
             logger.warning("hub refused a message: %s", message["code"])
+            return
+        if message.type == "position":
+            # One that crossed a withdraw or an accept on the wire is stale.
+            if self.patient is not None and self._call is None:
+                estimate = message["estimate_seconds"]
+                minutes = math.ceil(estimate / 60) if estimate is not None else None
+                self._emit(WaitingEvent(message["position"], minutes))
             return
         call = self._call
         if call is None or message["session"] != call.session:
@@ -587,6 +608,14 @@ class BoothSession:
         try:
             async for piece in self.peripherals.oximeter_slices():
                 self._send(call, call.protocol.send_reading(piece.spo2, piece.pulse, piece.pleth))
+                now = self.clock()
+                if (
+                    piece.spo2 is not None
+                    and piece.pulse is not None
+                    and now - call.oximeter_shown_at >= OXIMETER_EVENT_SECONDS
+                ):
+                    call.oximeter_shown_at = now
+                    self._emit(MeasurementEvent("oximeter", {"spo2": piece.spo2, "pulse": piece.pulse}))
         except PeripheralError as exc:
             self._emit(CommandEvent("oximeter.start", "failed", str(exc)))
 
@@ -594,6 +623,7 @@ class BoothSession:
         def progress(pressure: float) -> None:
             if ref in call.protocol.open_commands:
                 self._send(call, call.protocol.send_progress(ref, pressure))
+                self._emit(MeasurementEvent("cuff", {"pressure": pressure}))
 
         began = self.clock()
         try:
@@ -605,7 +635,8 @@ class BoothSession:
         except asyncio.CancelledError:
             self._finish(call, ref, error="stopped" if self.clock() - call.stopped_at < 1 else "aborted")
             raise
-        self._finish(call, ref, readings=readings)
+        if self._finish(call, ref, readings=readings):
+            self._emit_measurement("blood_pressure", readings, ("systolic", "diastolic", "pulse"))
         self._emit(CommandEvent("bp.start", "done", device_seconds=self.clock() - began))
 
     async def _temperature(self, call: _Call, ref: int) -> None:
@@ -615,8 +646,14 @@ class BoothSession:
         except PeripheralError as exc:
             self._finish(call, ref, error=str(exc))
             return
-        self._finish(call, ref, readings=readings)
+        if self._finish(call, ref, readings=readings):
+            self._emit_measurement("temperature", readings, ("celsius",))
         self._emit(CommandEvent("thermometer.read", "done", device_seconds=self.clock() - began))
+
+    def _emit_measurement(self, name: str, readings: tuple[dc.Measurement, ...], kinds: tuple[str, ...]) -> None:
+        values = {r.kind: r.value for r in readings if r.kind in kinds and r.value is not None}
+        if values:
+            self._emit(MeasurementEvent(name, values))
 
     async def _still(self, call: _Call, ref: int) -> None:
         began = self.clock()
@@ -641,10 +678,12 @@ class BoothSession:
         readings: tuple[dc.Measurement, ...] | None = None,
         still: dc.Still | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Send command ``ref``'s result; False when the call or the command ended before it."""
         if call is not self._call or ref not in call.protocol.open_commands:
-            return  # ended by a stop: the doctor already knows
+            return False  # ended by a stop: the doctor already knows
         self._send(call, call.protocol.send_result(ref, readings=readings, still=still, error=error))
+        return True
 
     async def _abort_cuff(self) -> None:
         try:

@@ -34,6 +34,7 @@ from kiosk.session.consultation import (
     BoothSession,
     ChatEvent,
     FileEvent,
+    MeasurementEvent,
     SessionEvent,
     SessionState,
     StateEvent,
@@ -122,6 +123,10 @@ class Recorder:
                 await self.changed.wait()
 
 
+def measurements(recorder: Recorder, name: str) -> list[dict[str, float]]:
+    return [dict(e.values) for e in recorder.events if isinstance(e, MeasurementEvent) and e.name == name]
+
+
 def booth_session(running: RunningHub, creds: Credentials, booth: EmulatedBooth) -> tuple[BoothSession, Recorder]:
     paths = StatePaths(creds.root)
     key = load_pem_private_key(paths.booth_key("booth-0001").read_bytes(), password=None)
@@ -186,6 +191,7 @@ async def test_whole_consultation(hub: tuple[RunningHub, Credentials], equipment
         assert doctor.statuses["oximeter"] in ("connected", "measuring")
 
         # Oximeter stream with a plethysmogram.
+        streaming = asyncio.get_running_loop().time()
         log = await doctor.run_command("oximeter.start")
         assert log.ack is not None and log.ack.ok
         async with asyncio.timeout(TIMEOUT):
@@ -195,10 +201,16 @@ async def test_whole_consultation(hub: tuple[RunningHub, Credentials], equipment
         assert last.spo2 is not None and 90 <= last.spo2 <= 100
         assert last.pulse is not None and 40 <= last.pulse <= 140
         await doctor.run_command("oximeter.stop")
+        streaming = asyncio.get_running_loop().time() - streaming
         await asyncio.sleep(0.3)
         count = len(doctor.readings)
         await asyncio.sleep(0.5)
         assert len(doctor.readings) <= count + 1, "the stream goes on after oximeter.stop"
+        # The patient's screen sees the values the doctor got, at most twice a second.
+        shown = measurements(recorder, "oximeter")
+        assert shown and len(shown) <= streaming / 0.5 + 1
+        sent = {(r.spo2, r.pulse) for r in doctor.readings}
+        assert all(set(values) == {"spo2", "pulse"} and (values["spo2"], values["pulse"]) in sent for values in shown)
 
         # Blood pressure: live cuff pressure, then the result.
         log = await doctor.run_command("bp.start", timeout=60)
@@ -209,12 +221,15 @@ async def test_whole_consultation(hub: tuple[RunningHub, Credentials], equipment
         assert set(values) == {"systolic", "diastolic", "mean", "pulse"}
         assert values["systolic"] is not None and values["diastolic"] is not None
         assert values["systolic"] > values["diastolic"]
+        assert [values["pressure"] for values in measurements(recorder, "cuff")] == log.progress
+        assert measurements(recorder, "blood_pressure") == [{k: values[k] for k in ("systolic", "diastolic", "pulse")}]
 
         # Temperature.
         log = await doctor.run_command("thermometer.read")
         assert log.result is not None and log.result.readings is not None
         (temperature,) = log.result.readings
         assert temperature.kind == "celsius" and temperature.value is not None and 35 < temperature.value < 39
+        assert measurements(recorder, "temperature") == [{"celsius": temperature.value}]
 
         # Camera switch, then a full-resolution still, which arrives as a verified file.
         log = await doctor.run_command("camera.select", camera="dermatoscope")

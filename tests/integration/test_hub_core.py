@@ -122,7 +122,7 @@ def test_first_accept_wins_and_queue_waits_are_counted() -> None:
     assert rb.types()[-3:] == ["session", "taken", "queue"]
     taken = {"v": 1, "type": "taken", "entry": entry["entry"], "by_me": False}
     assert ra.sent[-3:] == [taken, {"v": 1, "type": "queue", "entries": []}, taken]  # the late accept: gone
-    assert rk.types() == ["accepted"]
+    assert rk.types() == ["position", "accepted"]  # its place while waiting, none once accepted
 
 
 def test_invalid_messages_strike_until_closed() -> None:

@@ -37,10 +37,21 @@ def frame(type_: str, **body: Any) -> str:
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, direction: Direction) -> dict[str, Any]:
-    text = await ws.receive_str(timeout=TIMEOUT)
-    parse(text, direction)  # what the hub sends follows the schema
-    message: dict[str, Any] = json.loads(text)
-    return message
+    """The next message; a waiting booth's ``position`` updates are skipped (test_waiting_position.py)."""
+    while True:
+        text = await ws.receive_str(timeout=TIMEOUT)
+        parse(text, direction)  # what the hub sends follows the schema
+        message: dict[str, Any] = json.loads(text)
+        if direction is not Direction.HUB_TO_BOOTH or message["type"] != "position":
+            return message
+
+
+async def closing(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    """The next frame that is not a booth's ``position`` update."""
+    while True:
+        frame_ = await ws.receive(timeout=TIMEOUT)
+        if frame_.type is not aiohttp.WSMsgType.TEXT or json.loads(frame_.data)["type"] != "position":
+            return frame_
 
 
 async def expect(ws: aiohttp.ClientWebSocketResponse, type_: str, direction: Direction) -> dict[str, Any]:
@@ -53,7 +64,7 @@ async def expect(ws: aiohttp.ClientWebSocketResponse, type_: str, direction: Dir
 
 
 async def silent(ws: aiohttp.ClientWebSocketResponse, direction: Direction, seconds: float = 0.3) -> None:
-    """Nothing but queue refreshes arrives for a while."""
+    """Nothing but queue refreshes (doctors) or position updates (booths) arrives for a while."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while (left := deadline - loop.time()) > 0:
@@ -61,7 +72,7 @@ async def silent(ws: aiohttp.ClientWebSocketResponse, direction: Direction, seco
             text = await ws.receive_str(timeout=left)
         except TimeoutError:
             return
-        assert json.loads(text)["type"] == "queue", text
+        assert json.loads(text)["type"] == ("queue" if direction is Direction.HUB_TO_DOCTOR else "position"), text
 
 
 Booths = Callable[..., Any]
@@ -295,7 +306,7 @@ async def test_a_second_booth_connection_replaces_the_first(
     first = await booths(hub)
     await announce(first, ws)
     second = await booths(hub)
-    closed = await first.receive(timeout=TIMEOUT)
+    closed = await closing(first)
     assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert first.close_code == 4000
     assert (await expect(ws, "queue", Direction.HUB_TO_DOCTOR))["entries"] == []
@@ -339,7 +350,7 @@ async def test_malformed_and_oversize_messages_get_errors(
     # Beyond twice the limit the frame is not even buffered: aiohttp drops the connection (1009 or, as the
     # transport is cut, 1006 on our side); the hub lives on.
     await booth.send_str("x" * (2 * MAX_MESSAGE_BYTES + 1))
-    closed = await booth.receive(timeout=TIMEOUT)
+    closed = await closing(booth)
     assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert booth.close_code in (1006, 1009)
     assert (await expect(ws, "queue", Direction.HUB_TO_DOCTOR))["entries"] == []
@@ -355,7 +366,7 @@ async def test_abusive_connection_is_closed(
         await booth.send_str("nope")
     for _ in range(4):
         assert (await receive(booth, Direction.HUB_TO_BOOTH))["type"] == "error"
-    closed = await booth.receive(timeout=TIMEOUT)
+    closed = await closing(booth)
     assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert booth.close_code == 4008
     again = await booths(hub)

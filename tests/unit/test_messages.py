@@ -59,6 +59,8 @@ VALID: list[tuple[Direction, str, dict[str, object]]] = [
     ),
     (Direction.HUB_TO_BOOTH, "ended", {"session": SESSION, "reason": "doctor left"}),
     (Direction.HUB_TO_BOOTH, "error", {"code": "invalid", "message": "message refused"}),
+    (Direction.HUB_TO_BOOTH, "position", {"position": 1, "estimate_seconds": None}),
+    (Direction.HUB_TO_BOOTH, "position", {"position": 12, "estimate_seconds": 840}),
     (
         Direction.HUB_TO_DOCTOR,
         "queue",
@@ -151,6 +153,14 @@ def raw(**document: object) -> str:
             Direction.BOOTH_TO_HUB,
             MessageReason.FIELD,
         ),
+        (raw(type="position", position=0, estimate_seconds=None), Direction.HUB_TO_BOOTH, MessageReason.FIELD),
+        (raw(type="position", position=True, estimate_seconds=None), Direction.HUB_TO_BOOTH, MessageReason.FIELD),
+        (raw(type="position", position=1, estimate_seconds=-1), Direction.HUB_TO_BOOTH, MessageReason.FIELD),
+        (raw(type="position", position=1, estimate_seconds=60.5), Direction.HUB_TO_BOOTH, MessageReason.FIELD),
+        (raw(type="position", position=1), Direction.HUB_TO_BOOTH, MessageReason.FIELD),
+        (raw(type="position", position=1, estimate_seconds=None, of=3), Direction.HUB_TO_BOOTH, MessageReason.FIELD),
+        (raw(type="position", position=1, estimate_seconds=None), Direction.HUB_TO_DOCTOR, MessageReason.UNKNOWN_TYPE),
+        (raw(type="position", position=1, estimate_seconds=None), Direction.BOOTH_TO_HUB, MessageReason.UNKNOWN_TYPE),
     ],
 )
 def test_invalid_messages_are_typed_errors(text: str | bytes, direction: Direction, reason: MessageReason) -> None:
