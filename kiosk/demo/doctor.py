@@ -302,8 +302,11 @@ class ScriptedDoctor:
         gallery = self._id("gallery-item")
         async with self._step("otoscope_still", "the otoscope selected and a still in the gallery"):
             before = await gallery.count()
-            await self._id("camera-select").select_option("otoscope")
-            await self._id("camera-status").filter(has_text="Otoscope").wait_for(timeout=self._ms())
+            select = await self._enabled("camera-select")
+            if await select.input_value() != "otoscope":
+                await select.select_option("otoscope")
+                await self._id("camera-status").filter(has_text="Otoscope").wait_for(timeout=self._ms())
+                await self._enabled("camera-select")
             await (await self._enabled("still-capture")).click()
             item = gallery.nth(before)
             await item.wait_for(timeout=self._ms())

@@ -32,6 +32,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Error, Page
 
 from kiosk.demo.browser import CHROMIUM, home_with_ca, launch_chromium
+from kiosk.demo.doctor import ScriptedDoctor
 from kiosk.demo.hub import RELAXED_RATE_LIMIT, DevDoctor, DevHub
 
 TIMEOUT_MS = 10_000
@@ -96,18 +97,15 @@ class Console:
         assert response is not None and response.ok
         await self.page.wait_for_function("() => window.consoleDebug !== undefined")
 
-    async def login(self, doctor: Doctor) -> None:
+    def scripted(self, doctor: Doctor) -> ScriptedDoctor:
+        """The demo's scripted doctor (``kiosk.demo.doctor``) on this page."""
+        return ScriptedDoctor(self.page, self.hub.origin, doctor)
+
+    async def login(self, doctor: Doctor) -> ScriptedDoctor:
         """Password then TOTP through the page; returns once the waiting room shows with a certified key."""
-        page = self.page
-        await page.get_by_test_id("login-username").fill(doctor.username)
-        await page.get_by_test_id("login-password").fill(doctor.password)
-        await page.get_by_test_id("login-submit").click()
-        await page.get_by_test_id("totp-code").wait_for(state="visible")
-        await page.get_by_test_id("totp-code").fill(doctor.totp())
-        await page.get_by_test_id("totp-submit").click()
-        await page.wait_for_function("() => window.consoleDebug.view() === 'waiting-room'")
-        # The per-login identity key is certified before the room is usable.
-        await page.get_by_test_id("identity-status").filter(has_text="certifiée").wait_for()
+        scripted = self.scripted(doctor)
+        await scripted.login()
+        return scripted
 
     async def evaluate(self, script: str, argument: Any = None) -> Any:
         return await self.page.evaluate(script, argument)

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from kiosk.demo.doctor import DoctorStepFailed, ScriptedDoctor
 from tests.browser.conftest import Console, Doctor, Hub
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(90)]
@@ -176,28 +177,26 @@ async def wait_view(page: Page, view: str) -> None:
     await page.wait_for_function("(view) => window.consoleDebug.view() === view", arg=view)
 
 
-async def accept_patient(page: Page, first_name: str) -> None:
-    entry = page.get_by_test_id("queue-entry").filter(has_text=first_name)
-    await expect(entry.get_by_test_id("entry-age")).to_have_text("67 ans")
-    await entry.get_by_test_id("accept").click()
-    await wait_view(page, "call")
+async def accept_patient(doctor: ScriptedDoctor, first_name: str) -> None:
+    shown = await doctor.accept_next(timeout=EVENT_TIMEOUT, first_name=first_name)
+    assert (shown["first_name"], shown["age"]) == (first_name, "67 ans")
 
 
-async def connected_with_same_sas(page: Page, booth: BoothProcess, doctor: Doctor) -> dict[str, Any]:
+async def connected_with_same_sas(doctor: ScriptedDoctor, booth: BoothProcess, account: Doctor) -> dict[str, Any]:
     """The booth verified the doctor and both ends show the same SAS; the link is up on both ends."""
+    page = doctor.page
     verified = await booth.wait_for("verified")
-    assert verified["doctor"] == doctor.username
+    assert verified["doctor"] == account.username
+    # The binding shows as verified, and the SAS on the page (digits, words, consoleDebug) is the booth's.
+    sas = await doctor.sas()
     await expect(page.get_by_test_id("binding-status")).to_have_attribute("data-state", "ok")
-    await expect(page.get_by_test_id("sas-digits")).to_have_text(verified["sas_digits"])
-    await expect(page.get_by_test_id("sas-words")).to_have_attribute("data-words", " ".join(verified["sas_words"]))
-    shown = await page.evaluate("() => window.consoleDebug.sas()")
-    assert shown == {"digits": verified["sas_digits"], "words": verified["sas_words"]}
+    assert (sas.digits, list(sas.words)) == (verified["sas_digits"], verified["sas_words"])
     await booth.wait_for("state", state="in_call")
     await page.wait_for_function("() => window.consoleDebug.state() === 'connected'")
     # Once connected the booth reports the SRTP profile its DTLS handshake negotiated.
     secured = await booth.wait_for("verified", srtp=SRTP_BOOTH)
     assert (secured["sas_digits"], secured["sas_words"]) == (verified["sas_digits"], verified["sas_words"])
-    assert await page.evaluate("() => window.consoleDebug.srtpCipher()") in SRTP_BROWSER
+    assert await doctor.srtp_cipher() in SRTP_BROWSER
     stats = await page.evaluate("() => window.consoleDebug.getStats()")
     assert any(s["type"] == "transport" and s.get("srtpCipher") in SRTP_BROWSER for s in stats), stats
     return verified
@@ -270,14 +269,14 @@ async def test_whole_consultation(console: Console, hub: Hub, booth_workdir: Pat
     doctor = hub.new_doctor("Dr Martin")
     async with running_booth(hub, booth_workdir, tmp_path, first_name=first_name) as booth:
         await console.open()
-        await console.login(doctor)
+        scripted = await console.login(doctor)
         await booth.wait_for("ready", timeout=BOOTH_START_TIMEOUT)
         await booth.wait_for("state", state="waiting")
 
         # 1. The patient in the queue; accept; media both ways.
-        await accept_patient(page, first_name)
+        await accept_patient(scripted, first_name)
         await booth.wait_for("state", state="connecting")
-        await connected_with_same_sas(page, booth, doctor)
+        await connected_with_same_sas(scripted, booth, doctor)
         await page.wait_for_function(MEDIA_FLOWING, polling=250, timeout=MEDIA_TIMEOUT_MS)
 
         # 2. The peripherals open once the doctor confirms the SAS.
@@ -324,12 +323,9 @@ async def test_whole_consultation(console: Console, hub: Hub, booth_workdir: Pat
 
         # Chat both ways.
         await booth.send("chat Bonjour docteur")
-        await expect(page.get_by_test_id("chat-message").filter(has_text="Bonjour docteur")).to_have_attribute(
-            "data-from", "booth"
-        )
+        await scripted.wait_chat("Bonjour docteur")  # a message from the booth (data-from="booth")
         mark = booth.mark()
-        await page.get_by_test_id("chat-input").fill("Bonjour Synthia")
-        await page.get_by_test_id("chat-send").click()
+        await scripted.chat("Bonjour Synthia")
         chat = await booth.wait_for("chat", since=mark, from_doctor=True)
         assert chat["length"] == len("Bonjour Synthia")
 
@@ -420,9 +416,10 @@ async def test_security_key_login_and_call(console: Console, hub: Hub, booth_wor
         assert used["credentials"][0]["signCount"] >= 1
 
         await booth.wait_for("ready", timeout=BOOTH_START_TIMEOUT)
-        await accept_patient(page, first_name)
-        await connected_with_same_sas(page, booth, doctor)
-        await page.get_by_test_id("sas-verified").click()
+        scripted = console.scripted(doctor)
+        await accept_patient(scripted, first_name)
+        await connected_with_same_sas(scripted, booth, doctor)
+        await scripted.verify()
 
         mark = booth.mark()
         await page.get_by_test_id("temp-read").click()
@@ -430,7 +427,63 @@ async def test_security_key_login_and_call(console: Console, hub: Hub, booth_wor
         await booth.wait_for("command", since=mark, command="thermometer.read", phase="done")
 
         mark = booth.mark()
-        await page.get_by_test_id("end-call").click()
+        await scripted.end()
         await booth.wait_for("state", since=mark, state="ended", reason="doctor-ended")
-        await wait_view(page, "waiting-room")
     await cdp.detach()
+
+
+async def test_scripted_doctor_runs_the_demo_consultation(
+    console: Console, hub: Hub, booth_workdir: Path, tmp_path: Path
+) -> None:
+    """``kiosk.demo.doctor.ScriptedDoctor``, as ``make demo`` runs it, against the real booth."""
+    first_name = "Demoiselle"
+    account = hub.new_doctor("Dr Démo")
+    doctor = console.scripted(account)
+    async with running_booth(hub, booth_workdir, tmp_path, first_name=first_name) as booth:
+        await doctor.login()
+        await booth.wait_for("ready", timeout=BOOTH_START_TIMEOUT)
+        shown = await doctor.accept_next(timeout=EVENT_TIMEOUT)
+        assert shown == {"first_name": first_name, "age": "67 ans", "reason": "Toux depuis 3 jours"}
+
+        verified = await booth.wait_for("verified")
+        sas = await doctor.sas()
+        assert (sas.digits, list(sas.words)) == (verified["sas_digits"], verified["sas_words"])
+        await doctor.verify()
+        assert await doctor.srtp_cipher() in SRTP_BROWSER
+
+        oximetry = await doctor.oximeter(1.0)
+        assert oximetry["spo2"] is not None and 70 <= oximetry["spo2"] <= 100
+        assert oximetry["pulse"] is not None and 30 <= oximetry["pulse"] <= 200
+        assert await doctor.page.get_by_test_id("oxi-toggle").get_attribute("aria-pressed") == "false"
+        systolic, diastolic = await doctor.blood_pressure(timeout=BP_TIMEOUT_MS / 1000)
+        assert 60 <= diastolic < systolic <= 250
+        celsius = await doctor.temperature()
+        assert 34.0 <= celsius <= 42.0
+        mark = booth.mark()
+        still = await doctor.otoscope_still()
+        assert still == {"camera": "otoscope", "width": 1920, "height": 1080}
+        await booth.wait_for("command", since=mark, command="camera.still", phase="done")
+
+        mark = booth.mark()
+        await doctor.chat("Bonjour, je vous entends bien.")
+        assert (await booth.wait_for("chat", since=mark, from_doctor=True))["length"] == 30
+        await booth.send("chat Merci docteur")
+        await doctor.wait_chat("Merci docteur")
+        with pytest.raises(DoctorStepFailed) as failed:
+            await doctor.wait_chat("never sent", timeout=0.5)
+        assert failed.value.step == "wait_chat"
+
+        assert await doctor.readings() == {
+            "spo2": oximetry["spo2"],
+            "pulse": oximetry["pulse"],
+            "systolic": systolic,
+            "diastolic": diastolic,
+            "celsius": celsius,
+        }
+        shot = await doctor.screenshot(tmp_path / "console.png")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        mark = booth.mark()
+        await doctor.end()
+        await booth.wait_for("state", since=mark, state="ended", reason="doctor-ended")
+        assert not [e for e in booth.events if e["event"] == "error"], booth.events
