@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import fractions
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +67,8 @@ OPUS_INPUT_RATES = frozenset({8_000, 12_000, 16_000, 24_000, 48_000})
 STETHOSCOPE_OPUS_BITRATE = 96_000
 """Bits per second: the rate aiortc uses for speech, spent here on one channel."""
 _AUDIO_QUEUE = 50  # 1 s of 20 ms chunks: as the Stethoscope's own consumer queue
+_IDLE_CONSUMER_SECONDS = 2.0
+"""A track nobody has read for this long is not in a call: its pump stops until the next read."""
 
 
 class CameraTrack(MediaStreamTrack):
@@ -193,6 +196,7 @@ class StethoscopeTrack(MediaStreamTrack):
         self._stethoscope = stethoscope
         self._queue: asyncio.Queue[AudioChunk] = asyncio.Queue(_AUDIO_QUEUE)
         self._pump: asyncio.Task[None] | None = None
+        self._last_recv = time.monotonic()
         self.dropped_chunks = 0
         """Chunks lost because the sender fell more than a second behind; should stay 0."""
         self.muted = False
@@ -202,7 +206,8 @@ class StethoscopeTrack(MediaStreamTrack):
         """The next chunk as an audio frame (waits for it: the source paces the track)."""
         if self.readyState != "live":
             raise MediaStreamError
-        if self._pump is None:
+        self._last_recv = time.monotonic()
+        if self._pump is None or self._pump.done():
             self._pump = asyncio.ensure_future(self._run())
         chunk = await self._queue.get()
         if self.readyState != "live":
@@ -222,9 +227,16 @@ class StethoscopeTrack(MediaStreamTrack):
     async def _run(self) -> None:
         async for chunk in self._stethoscope.frames():
             if self._queue.full():
+                if time.monotonic() - self._last_recv > _IDLE_CONSUMER_SECONDS:
+                    # Nobody reads this track any more (the call ended): stop following the device and
+                    # drop the stale second, so the next call starts with fresh sound. recv() restarts it.
+                    while not self._queue.empty():
+                        self._queue.get_nowait()
+                    return
                 self._queue.get_nowait()
                 self.dropped_chunks += 1
-                logger.warning("stethoscope track: sender fell behind, audio chunk dropped")
+                if self.dropped_chunks % 100 == 1:
+                    logger.warning("stethoscope track: sender fell behind (%d chunks dropped)", self.dropped_chunks)
             self._queue.put_nowait(chunk)
 
 

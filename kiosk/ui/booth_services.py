@@ -121,8 +121,9 @@ class BoothSelfCheck:
             )
             if driver is not None
         }
+        working = (DeviceState.CONNECTED, DeviceState.MEASURING)  # an oximeter streams as soon as it is plugged
         results = [
-            CheckResult(name, driver.state is DeviceState.CONNECTED, driver.state.value)
+            CheckResult(name, driver.state in working, driver.state.value)
             for name, driver in devices.items()
         ]
         failing = [result.name for result in results if not result.ok]
