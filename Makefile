@@ -15,12 +15,13 @@ STAMP_VENV := $(VENV)/.stamp-install
 # libpcsclite-dev, swig: build pyscard. libsystemd-dev, pkg-config: systemd-python.
 # xvfb: the booth's screen when there is none. libgl1, libglib2.0-0: OpenCV.
 # libasound2-data: ALSA's configuration, which PyAV's bundled libasound reads.
+# fonts-dejavu-core: DejaVu Sans, the booth app's font (Latin and Arabic glyphs in one face).
 # coturn: the real TURN server the consultation link is tested through.
 # chromium, libnss3-tools: the doctor's browser in the end-to-end tests (Playwright drives
 # Debian's chromium; certutil puts the development fleet CA in its trust store).
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
-	chromium libnss3-tools
+	chromium libnss3-tools fonts-dejavu-core
 
 .PHONY: demo test lint typecheck unit bench clean setup
 
