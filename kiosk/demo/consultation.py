@@ -301,14 +301,17 @@ def forgotten(roots: list[Path], people: list[SyntheticPerson]) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def booth(out: Path, hub: DevHub, card: DemoCard) -> AsyncIterator[BoothStack]:
+async def booth(
+    out: Path, hub: DevHub, card: DemoCard, *, settings: EmulationSettings | None = None
+) -> AsyncIterator[BoothStack]:
+    """The booth on emulated peripherals, its state under ``out/state/booth``, connected to ``hub``."""
     state = out / "state" / "booth"
     temp = prepare_state(state)
     args = argparse.Namespace(
         hub=hub.booth_url, hub_state=hub.state, booth_id=hub.booth_id, fleet_ca=None, cert=None, key=None
     )
     endpoint, credentials = credentials_from_args(args)
-    settings = EmulationSettings(stream_size=(640, 360), nibp_speed=4.0)
+    settings = settings or EmulationSettings(stream_size=(640, 360), nibp_speed=4.0)
     async with emulated_stack(
         state / "emulated",
         hub=endpoint,
