@@ -12,10 +12,11 @@ from typing import Any
 
 from kivy.clock import Clock
 from kivy.lang import Builder
-from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.properties import NumericProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 
 from kiosk.ui import flow as f
+from kiosk.ui.widgets import BigButton
 
 
 class Overlay(FloatLayout):
@@ -36,9 +37,14 @@ class Overlay(FloatLayout):
 
 
 class FailureOverlay(Overlay):
+    """What to do, calmly. Card and device failures can be closed; the network and the doctor come back by
+    themselves, or the patient leaves."""
+
     kind = StringProperty("card_unreadable")
-    dismissable = BooleanProperty(False)
-    selfcheck = BooleanProperty(False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._buttons: tuple[str, ...] = ()
 
     def refresh(self, controller: Any) -> None:
         failure = controller.flow.failure
@@ -46,8 +52,37 @@ class FailureOverlay(Overlay):
             return
         self.kind = failure.value
         self.name = f"failure.{failure.value}"
-        self.selfcheck = failure is f.FailureKind.PERIPHERAL_FAILING and controller.flow.step is f.Step.SELFCHECK
-        self.dismissable = failure in (f.FailureKind.CARD_UNREADABLE, f.FailureKind.PERIPHERAL_FAILING)
+        tr = controller.tr
+        buttons: list[tuple[str, str, str, Any]]
+        if failure is f.FailureKind.PERIPHERAL_FAILING and controller.flow.step is f.Step.SELFCHECK:
+            buttons = [
+                ("selfcheck_continue", "common.continue", "secondary", controller.continue_selfcheck),
+                ("selfcheck_retry", "failure.retry", "primary", controller.retry_selfcheck),
+            ]
+        elif failure is f.FailureKind.CARD_UNREADABLE:
+
+            def type_details() -> None:
+                controller.dismiss()
+                controller.no_card()
+
+            buttons = [
+                ("no_card", "identification.no_card", "secondary", type_details),
+                ("failure_retry", "failure.retry", "primary", controller.dismiss),
+            ]
+        elif failure is f.FailureKind.PERIPHERAL_FAILING:
+            buttons = [("failure_dismiss", "common.continue", "primary", controller.dismiss)]
+        else:
+            buttons = [("failure_quit", "common.quit", "quiet", controller.ask_quit)]
+        key = (tr.lang, *(wid for wid, *_ in buttons))
+        if key == self._buttons:
+            return
+        self._buttons = key
+        row = self.ids.buttons
+        row.clear_widgets()
+        for wid, msgid, kind, action in buttons:
+            button = BigButton(wid=wid, source=tr(msgid), kind=kind)
+            button.bind(on_release=lambda _b, act=action: act())
+            row.add_widget(button)
 
 
 class IdleOverlay(Overlay):

@@ -57,6 +57,8 @@ class ShapedText:
             label.text = source
             return
         width = label.text_size[0]
+        if width:
+            width -= label.padding[0] + label.padding[2]  # Kivy wraps within text_size minus the padding
         if not width or width <= 0:
             label.text = t.shape(source, True)
             return

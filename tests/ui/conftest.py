@@ -1,0 +1,67 @@
+"""The booth app under a real X server (Xvfb), driven in one subprocess (Kivy makes one window per process).
+
+The session fixture ``ui_report`` starts ``Xvfb`` on a free display (``-displayfd``),
+runs :mod:`tests.ui.driver` against it once, and hands the tests its JSON
+report. Screenshots stay under ``test-artifacts/screens/<lang>/<screen>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "screens"
+DRIVER_TIMEOUT = 170.0
+
+
+@pytest.fixture(scope="session")
+def xvfb_display() -> Iterator[str]:
+    if shutil.which("Xvfb") is None:
+        pytest.fail("Xvfb is not installed: the screen tests need it (`make test` installs the xvfb package)")
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            number = pipe.readline().strip()
+        if not number:
+            pytest.fail(f"Xvfb did not start (exit code {server.poll()})")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def ui_report(xvfb_display: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    report = tmp_path_factory.mktemp("ui") / "report.json"
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    env = {**os.environ, "DISPLAY": xvfb_display, "PYTHONPATH": str(ROOT)}
+    env.pop("WAYLAND_DISPLAY", None)
+    command = [sys.executable, "-m", "tests.ui.driver", "--out", str(ARTIFACTS), "--report", str(report)]
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=DRIVER_TIMEOUT, check=False
+    )
+    (ARTIFACTS.parent / "driver.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0 or not report.exists():
+        pytest.fail(f"the UI driver failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(report.read_text())
+    return result
