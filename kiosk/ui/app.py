@@ -12,6 +12,9 @@ then up, at a widget's centre), :meth:`BoothApp.find`,
 
 from __future__ import annotations
 
+from kiosk.ui import kivyenv  # noqa: F401  (Kivy's environment and settings, before any kivy import)
+
+# isort: split
 import asyncio
 import contextlib
 import logging
@@ -32,9 +35,6 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 from kivy.uix.widget import Widget
 
 from kiosk.ui import flow as f
-from kiosk.ui import (
-    kivyenv,  # noqa: F401  (must come before any kivy import)
-)
 from kiosk.ui.controller import Controller
 from kiosk.ui.i18n import LANGUAGES, is_rtl
 from kiosk.ui.overlays import FailureOverlay, IdleOverlay, Overlay, QuitOverlay
@@ -104,6 +104,11 @@ class BoothApp(App):
 
     # -- build & refresh ----------------------------------------------------------------------
     def build(self) -> Widget:
+        from kivy.core.window import Window
+
+        # The docked keyboard covers the bottom of the window; screens keep text fields above it
+        # (Kivy's panning modes misplace fields inside scroll views).
+        Window.softinput_mode = ""
         root = _Root()
         with root.canvas.before:
             Color(*BACKGROUND)

@@ -7,6 +7,10 @@ under it.
 
 from __future__ import annotations
 
+from kiosk.ui import kivyenv  # noqa: F401  (Kivy's environment and settings, before any kivy import)
+
+# isort: split
+
 from pathlib import Path
 from typing import Any
 

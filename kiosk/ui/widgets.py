@@ -7,6 +7,10 @@ large-text option).
 
 from __future__ import annotations
 
+from kiosk.ui import kivyenv  # noqa: F401  (Kivy's environment and settings, before any kivy import)
+
+# isort: split
+
 import math
 from pathlib import Path
 from typing import Any

@@ -54,7 +54,9 @@ def ui_report(xvfb_display: str, tmp_path_factory: pytest.TempPathFactory) -> di
     report = tmp_path_factory.mktemp("ui") / "report.json"
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
-    env = {**os.environ, "DISPLAY": xvfb_display, "PYTHONPATH": str(ROOT)}
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "DISPLAY": xvfb_display, "PYTHONPATH": str(ROOT), "HOME": str(home)}
+    env.pop("KIVY_HOME", None)
     env.pop("WAYLAND_DISPLAY", None)
     command = [sys.executable, "-m", "tests.ui.driver", "--out", str(ARTIFACTS), "--report", str(report)]
     done = subprocess.run(
@@ -64,4 +66,5 @@ def ui_report(xvfb_display: str, tmp_path_factory: pytest.TempPathFactory) -> di
     if done.returncode != 0 or not report.exists():
         pytest.fail(f"the UI driver failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(report.read_text())
+    result["home_after"] = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     return result

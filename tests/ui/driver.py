@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -415,6 +416,23 @@ class Driver:
         result["doctor_picture"] = bool(app.find("doctor_view").has_picture)
         result["doctor_view_size"] = list(app.find("doctor_view").size)
         result["self_view_size"] = list(app.find("self_view").size)
+        from kivy.core.window import Window
+        from kivy.uix.vkeyboard import VKeyboard
+
+        app.tap("chat_input")  # the on-screen keyboard comes up; STOP must stay in sight above it
+        await app.settle(5)
+        keyboards = [w for w in Window.children if isinstance(w, VKeyboard)]
+        stop = app.find("stop")
+        field = app.find("chat_input")
+        keyboard_top = keyboards[0].y + keyboards[0].height * keyboards[0].scale if keyboards else 0
+        result["chat_keyboard_shown"] = bool(keyboards)
+        result["stop_above_keyboard"] = stop.to_window(stop.x, stop.y)[1] >= keyboard_top
+        result["chat_field_above_keyboard"] = field.to_window(field.x, field.y)[1] >= keyboard_top
+        self.variant = "fr"
+        await self.shot("consultation_keyboard")
+        self.variant = "flow"
+        field.focus = False
+        await app.settle(5)
         app.find("chat_input").text = "J'ai mal à la gorge"
         app.tap("chat_send")
         await app.settle()
@@ -466,6 +484,21 @@ class Driver:
         await at("identification")
         app.tap("no_card")
         await at("manual_entry")
+        from kivy.core.window import Window
+        from kivy.uix.vkeyboard import VKeyboard
+
+        app.tap("manual_birth_date")  # a real touch focuses the field: the on-screen keyboard comes up
+        await app.settle(5)
+        keyboards = [w for w in Window.children if isinstance(w, VKeyboard)]
+        result["keyboard_shown"] = bool(keyboards)
+        field = app.find("manual_birth_date")
+        keyboard_top = keyboards[0].y + keyboards[0].height * keyboards[0].scale if keyboards else 0
+        result["manual_field_above_keyboard"] = field.to_window(field.x, field.y)[1] >= keyboard_top
+        self.variant = "fr"
+        await self.shot("manual_entry_keyboard")
+        self.variant = "flow"
+        field.focus = False
+        await app.settle(5)
         app.find("manual_surname").text = "Durand"
         app.find("manual_first_name").text = "Alix"
         app.find("manual_birth_date").text = "31/02/1990"
@@ -589,9 +622,7 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[])
     args = parser.parse_args()
 
-    from kiosk.ui import kivyenv
-
-    kivyenv.configure(tempfile.mkdtemp(prefix="kiosk-ui-test-"))
+    os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kiosk-ui-test-")
     from kiosk.ui.app import run_app
 
     driver = Driver(args.out)

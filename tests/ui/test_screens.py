@@ -86,6 +86,10 @@ def test_whole_flow_by_touch(ui_report: dict[str, Any]) -> None:
     assert "98" in flow["readings"] and "66" in flow["readings"]
     assert flow["patient_data_after_wipe"] is False
     assert flow["bad_date_refused"] and flow["manual_fields_cleared"]
+    assert flow["keyboard_shown"], "touching a field brings up the on-screen keyboard"
+    assert flow["manual_field_above_keyboard"]
+    assert flow["chat_keyboard_shown"] and flow["chat_field_above_keyboard"]
+    assert flow["stop_above_keyboard"], "STOP stays visible while the patient types"
     assert flow["steps"][-6:] == ["quit", "wipe", "cleaning", "staff_pin", "staff", "welcome"]
 
 
@@ -100,3 +104,8 @@ def test_idle_warning_then_wipe(ui_report: dict[str, Any]) -> None:
 
 def test_ui_run_time(ui_report: dict[str, Any]) -> None:
     assert ui_report["seconds"] < 150, ui_report.get("timings")
+
+
+def test_kivy_writes_nothing_to_home(ui_report: dict[str, Any]) -> None:
+    # No ~/.kivy: no log file, no config.ini that could outlive a session.
+    assert ui_report["home_after"] == []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from kiosk.ui import kivyenv  # noqa: F401  (Kivy's environment and settings, before any kivy import)
+
+# isort: split
+
 from kiosk.ui.screens.beneficiary import BeneficiaryScreen
 from kiosk.ui.screens.cleaning import CleaningScreen
 from kiosk.ui.screens.consent import ConsentScreen

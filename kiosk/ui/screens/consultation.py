@@ -26,6 +26,8 @@ class ConsultationScreen(BoothScreen):
     stopped = BooleanProperty(False)
     live = StringProperty("")
     chat = StringProperty("")
+    typing = BooleanProperty(False)
+    """The chat field has the focus (and the on-screen keyboard is up)."""
 
     def refresh(self, controller: Any) -> None:
         view, flow, tr = controller.view, controller.flow, controller.tr
