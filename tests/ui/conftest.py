@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "screens"
-DRIVER_TIMEOUT = 170.0
+DRIVER_TIMEOUT = 280.0
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +65,7 @@ def ui_report(xvfb_display: str, tmp_path_factory: pytest.TempPathFactory) -> di
     (ARTIFACTS.parent / "driver.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0 or not report.exists():
         pytest.fail(f"the UI driver failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    shutil.copy(report, ARTIFACTS.parent / "ui-report.json")  # timings, layout findings, flow results
     result: dict[str, Any] = json.loads(report.read_text())
     result["home_after"] = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     return result
