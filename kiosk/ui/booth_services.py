@@ -122,10 +122,7 @@ class BoothSelfCheck:
             if driver is not None
         }
         working = (DeviceState.CONNECTED, DeviceState.MEASURING)  # an oximeter streams as soon as it is plugged
-        results = [
-            CheckResult(name, driver.state in working, driver.state.value)
-            for name, driver in devices.items()
-        ]
+        results = [CheckResult(name, driver.state in working, driver.state.value) for name, driver in devices.items()]
         failing = [result.name for result in results if not result.ok]
         yield CheckResult("devices", bool(devices) and not failing, ", ".join(failing) or "all connected")
         for result in results:
