@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -306,7 +307,14 @@ async def booth(
 ) -> AsyncIterator[BoothStack]:
     """The booth on emulated peripherals, its state under ``out/state/booth``, connected to ``hub``."""
     state = out / "state" / "booth"
+    outside = os.environ.get("TMPDIR")
     temp = prepare_state(state)
+    # The doctor's browser is another program on the demo machine: it keeps its temporary files where it
+    # would anyway (a profile under the booth's state would also exceed Chromium's socket path length).
+    if outside is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = outside
     args = argparse.Namespace(
         hub=hub.booth_url, hub_state=hub.state, booth_id=hub.booth_id, fleet_ca=None, cert=None, key=None
     )
@@ -340,7 +348,7 @@ async def run(out: Path, *, scripted: bool, headless_doctor: bool) -> Summary:
                 try:
                     if scripted:
                         await scripted_consultation(stack, app, card, hub, out, summary, headless_doctor)
-                        left = forgotten([out / "state" / "booth", Path(os.environ["TMPDIR"])], card.expected())
+                        left = forgotten([out / "state" / "booth", Path(tempfile.gettempdir())], card.expected())
                         summary.steps.append(StepResult("wipe-check", not left, 0.0, ", ".join(left)[:300]))
                         print(f"  wipe-check ... {'ok' if not left else 'FAILED: ' + ', '.join(left)}")
                     else:

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ def prepare_state(state: Path) -> Path:
     temp.mkdir(exist_ok=True, mode=0o700)
     empty_directory(temp)  # what a crash left behind
     os.environ["TMPDIR"] = str(temp)
+    tempfile.tempdir = str(temp)  # tempfile caches its directory: set it even if something asked already
     os.environ.setdefault("KIVY_HOME", str(state / "kivy"))
     os.environ["KIVY_NO_FILELOG"] = "1"
     os.environ["KIVY_NO_ARGS"] = "1"

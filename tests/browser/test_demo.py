@@ -59,6 +59,7 @@ def test_demo_runs_a_whole_consultation_and_forgets_the_patient(tmp_path: Path) 
         timeout=400,
         check=False,
     )
+    assert (out / "summary.json").exists(), (result.returncode, result.stdout[-3000:], result.stderr[-5000:])
     summary = json.loads((out / "summary.json").read_text())
     failed = [step for step in summary["steps"] if not step["ok"]]
     assert result.returncode == 0, (failed, result.stdout[-3000:], result.stderr[-3000:])
