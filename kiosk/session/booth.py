@@ -27,6 +27,7 @@ import logging
 import mimetypes
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ from kiosk.session.hub_link import HubEndpoint
 from kiosk.session.ice import IceConfig
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kiosk-booth", description="Run a booth's consultation service.")
+def add_booth_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hub, the booth's fleet identity and the emulated peripherals (read by :func:`credentials_from_args`)."""
     parser.add_argument("--hub", help="the hub's booth listener, wss://host:port/ws")
     parser.add_argument("--hub-state", type=Path, help="development: take CA, certificate and key from a hub state")
     parser.add_argument("--booth-id", default="booth-0001")
@@ -61,6 +62,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", type=Path)
     parser.add_argument("--key", type=Path)
     parser.add_argument("--emulate", type=Path, required=True, help="work directory of the emulated peripherals")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def run_cli(run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
+    """Log to stderr, run ``run(args)`` in a new event loop; 130 on Ctrl-C."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run(args))
+    return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiosk-booth", description="Run a booth's consultation service.")
+    add_booth_arguments(parser)
     parser.add_argument("--video-size", default="640x360", help="live video size, WxH")
     parser.add_argument("--fps", type=float, default=15)
     parser.add_argument(
@@ -74,7 +93,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--turn", action="append", default=[])
     parser.add_argument("--turn-secret")
     parser.add_argument("--relay-only", action="store_true")
-    parser.add_argument("--verbose", action="store_true")
     return parser
 
 
@@ -211,15 +229,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kiosk-booth``."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run(args))
-    return 130
+    return run_cli(run, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":

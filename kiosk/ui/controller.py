@@ -198,7 +198,8 @@ class Controller:
         """Details typed by hand; False (and nothing changes) when the birth date is not DD/MM/YYYY."""
         if parse_birth_date(birth_date) is None:
             return False
-        return bool(self.send(f.ManualEntry(surname.strip(), first_name.strip(), birth_date.strip())) is not None)
+        self.send(f.ManualEntry(surname.strip(), first_name.strip(), birth_date.strip()))
+        return self.flow.manual_identity is not None
 
     def choose_reason(self, reason: f.VisitReason) -> None:
         self.send(f.ReasonChosen(reason))
@@ -294,18 +295,16 @@ class Controller:
                 task.cancel()
             await asyncio.gather(cards, *self._tasks, return_exceptions=True)
 
-    def send(self, event: f.Event) -> list[f.Effect] | None:
-        """Feed one event to the flow and execute its effects; None when the flow ignored it."""
-        before = (self.flow.step, self.flow.failure, self.flow.warning)
+    def send(self, event: f.Event) -> list[f.Effect]:
+        """Feed one event to the flow, execute its effects, and tell the screens."""
         effects = self.flow.handle(event, self.clock())
         if self.tr.lang != self.flow.language:
             self.tr.set_language(self.flow.language)
         for effect in effects:
             self._execute(effect)
         self._wake.set()
-        changed = effects or before != (self.flow.step, self.flow.failure, self.flow.warning)
         self._changed()
-        return effects if changed or not isinstance(event, f.Tick) else None
+        return effects
 
     # -- effects ----------------------------------------------------------------------------------
     def _execute(self, effect: f.Effect) -> None:

@@ -10,7 +10,6 @@ emptied at every wipe.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -21,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.session.booth import credentials_from_args
+from kiosk.session.booth import add_booth_arguments, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
 from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
 from kiosk.session.hub_link import HubEndpoint
@@ -123,20 +122,13 @@ async def emulated_stack(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk-app", description="Run the booth's patient app.")
-    parser.add_argument("--hub", required=True, help="the hub's booth listener, wss://host:port/ws")
-    parser.add_argument("--hub-state", type=Path, help="development: take CA, certificate and key from a hub state")
-    parser.add_argument("--booth-id", default="booth-0001")
-    parser.add_argument("--fleet-ca", type=Path)
-    parser.add_argument("--cert", type=Path)
-    parser.add_argument("--key", type=Path)
-    parser.add_argument("--emulate", type=Path, required=True, help="work directory of the emulated peripherals")
+    add_booth_arguments(parser)
     parser.add_argument("--state", type=Path, required=True, help="the booth's state directory")
     parser.add_argument("--fullscreen", action="store_true")
     parser.add_argument("--size", default="1280x800", help="window size, WxH")
     parser.add_argument("--language", default="fr", help="the language the welcome screen starts in")
     parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
     parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
-    parser.add_argument("--verbose", action="store_true")
     return parser
 
 
@@ -159,15 +151,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kiosk-app``."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run(args))
-    return 130
+    return run_cli(run, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":
