@@ -257,6 +257,7 @@ async def test_manual_entry_checks_the_birth_date(app: tuple[Controller, FakeSer
     assert controller.step is Step.MANUAL_ENTRY
     assert controller.submit_manual("TESTNUNES", "Rui", "31/02/1980") is False
     assert controller.submit_manual("TESTNUNES", "Rui", "tomorrow") is False
+    assert controller.submit_manual("   ", "Rui", "05/06/1980") is False  # the flow refuses a blank name
     assert controller.step is Step.MANUAL_ENTRY
     assert controller.submit_manual(" TESTNUNES ", "Rui", "05/06/1980") is True
     assert controller.step is Step.REASON
