@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from kiosk.demo.display import DisplayError, xvfb
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "screens"
 DRIVER_TIMEOUT = 280.0
@@ -25,28 +27,11 @@ DRIVER_TIMEOUT = 280.0
 
 @pytest.fixture(scope="session")
 def xvfb_display() -> Iterator[str]:
-    if shutil.which("Xvfb") is None:
-        pytest.fail("Xvfb is not installed: the screen tests need it (`make test` installs the xvfb package)")
-    read, write = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
     try:
-        with os.fdopen(read) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            pytest.fail(f"Xvfb did not start (exit code {server.poll()})")
-        yield f":{number}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        with xvfb((1280, 800)) as display:
+            yield display
+    except DisplayError as exc:
+        pytest.fail(f"{exc}: the screen tests need it")
 
 
 @pytest.fixture(scope="session")
