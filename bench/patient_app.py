@@ -41,6 +41,58 @@ COLD_STARTS = 5
 SCREEN = (1280, 800)
 
 
+class Diagnosis:
+    """``--diagnose``: after each wipe, what grew (stderr).
+
+    Counts every live object by type (gc) and reads glibc's allocator totals
+    (``mallinfo2``): a per-session leak shows as a type whose count climbs by
+    the same step each session, or as bytes in use that climb; RSS climbing
+    while bytes in use stay flat is the allocator keeping freed pages.
+    """
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL("libc.so.6")
+        self._counts = self._type_counts()
+
+    @staticmethod
+    def _type_counts() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for obj in gc.get_objects():
+            name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def _malloc_mib(self) -> tuple[float, float]:
+        """(bytes in use, free bytes held in the arenas), MiB."""
+        import ctypes
+
+        class Mallinfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                "keepcost",
+            )]
+
+        self._libc.mallinfo2.restype = Mallinfo2
+        info = self._libc.mallinfo2()
+        return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+    def report(self, session: int) -> None:
+        counts = self._type_counts()
+        grown = sorted(((counts[name] - self._counts.get(name, 0), name) for name in counts), reverse=True)[:12]
+        in_use, free = self._malloc_mib()
+        print(
+            f"== session {session}: rss {rss_mib():.1f} MiB, malloc in use {in_use:.1f} MiB, free in arenas"
+            f" {free:.1f} MiB, python blocks {sys.getallocatedblocks()}",
+            file=sys.stderr,
+        )
+        for delta, name in grown:
+            if delta > 0:
+                print(f"   +{delta:6d} {name}", file=sys.stderr)
+        self._counts = counts
+
+
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -102,7 +154,7 @@ async def _cold_start(spawned_at: float) -> dict[str, float]:
 
 
 # -- sessions (child process) ---------------------------------------------------------------------
-async def _sessions(count: int, out: Path) -> dict[str, Any]:
+async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, Any]:
     from kiosk.demo.browser import home_with_ca, launch_chromium
     from kiosk.demo.card import DemoCard
     from kiosk.demo.consultation import booth, wait_for
@@ -116,6 +168,7 @@ async def _sessions(count: int, out: Path) -> dict[str, Any]:
     card_seen: list[float] = []
     in_call: list[float] = []
     after_wipe: list[float] = []
+    diagnosis: Diagnosis | None = None
 
     async def touch(app: BoothApp, widget: str, *next_screens: str) -> None:
         started = time.monotonic()
@@ -164,6 +217,11 @@ async def _sessions(count: int, out: Path) -> dict[str, Any]:
                         await asyncio.sleep(1.0)
                         gc.collect()
                         after_wipe.append(rss_mib())
+                        if diagnose:
+                            if diagnosis is None:
+                                diagnosis = Diagnosis()
+                            else:
+                                diagnosis.report(len(after_wipe))
                     await doctor.close()
                 app.stop()
                 await running
@@ -222,13 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     many = sub.add_parser("sessions")
     many.add_argument("count", type=int)
     many.add_argument("out", type=Path)
+    many.add_argument("--diagnose", action="store_true", help="per-session object and allocation growth on stderr")
     parser.add_argument("--sessions", type=int, default=20)
     args = parser.parse_args(argv)
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     if args.mode == "cold-start":
         print(json.dumps(asyncio.run(_cold_start(args.spawned_at))))
     elif args.mode == "sessions":
-        print(json.dumps(asyncio.run(_sessions(args.count, args.out))))
+        print(json.dumps(asyncio.run(_sessions(args.count, args.out, args.diagnose))))
     else:
         print(json.dumps(run(args.sessions), indent=2))
     return 0

@@ -149,7 +149,12 @@ class Stethoscope(ThreadedDriver[av.container.InputContainer]):
             if queue.full():
                 queue.get_nowait()
                 self.dropped_chunks += 1
-                self.log.warning("%s: a consumer fell behind, audio chunk dropped", self.name)
+                # One line per hundred drops: a busy host drops 50 chunks a second, and a line per chunk would
+                # flood the journal while saying nothing more.
+                if self.dropped_chunks % 100 == 1:
+                    self.log.warning(
+                        "%s: a consumer fell behind (%d audio chunks dropped so far)", self.name, self.dropped_chunks
+                    )
             queue.put_nowait(chunk)
 
     # -- reading thread --------------------------------------------------

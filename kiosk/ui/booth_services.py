@@ -81,6 +81,7 @@ class PcscCardService:
         try:
             result = await read_inserted(inserted, self.identity_reader, timeout=self.read_timeout)
         except CardError as exc:
+            logger.warning("card reader: card unreadable (%s)", exc.reason.value)
             return CardFailed(exc.reason.value)
         return CardIdentityRead(result.identity)
 
