@@ -13,6 +13,11 @@ keys (public key, signature counter); ``webauthn_users`` the random user
 handle an authenticator stores for an account; ``webauthn_challenges`` the one
 outstanding challenge of a session (pending: login, active: registration),
 deleted when used, when it expires, or with its session.
+
+Enrolment: ``enrolment_tokens`` keeps the one-time tokens a technician hands
+to a new booth (:mod:`hub.enrolment`): only their SHA-256, the booth id they
+are for, their expiry and when they were used. A token is consumed by one
+conditional UPDATE, so two booths racing with the same token cannot both win.
 """
 
 from __future__ import annotations
@@ -74,6 +79,13 @@ CREATE TABLE IF NOT EXISTS webauthn_challenges (
     origin TEXT NOT NULL,
     expires REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS enrolment_tokens (
+    token_hash BLOB PRIMARY KEY,    -- SHA-256 of the token: a copy of the database enrols nobody
+    booth_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    used REAL                       -- when it was consumed; NULL while unused
+);
 """
 
 
@@ -131,6 +143,17 @@ class Challenge:
     origin: str
     """The console origin the options were asked from; the answer must come from the same one."""
     expires: float
+
+
+@dataclass(frozen=True)
+class EnrolmentToken:
+    """A one-time enrolment token, as stored (its hash, never the token)."""
+
+    token_hash: bytes
+    booth_id: str
+    created: float
+    expires: float
+    used: float | None
 
 
 _CREDENTIAL_COLUMNS: Final = "credential_id, username, public_key, sign_count, transports, name, created, last_used"
@@ -384,3 +407,40 @@ class Store:
         if found.purpose != purpose or found.expires <= now:
             return None
         return found
+
+    # -- enrolment tokens ------------------------------------------------------------------
+    def add_enrolment_token(self, token_hash: bytes, booth_id: str, *, now: float, expires: float) -> None:
+        """Keep a new token's hash for ``booth_id`` until ``expires``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO enrolment_tokens VALUES (?, ?, ?, ?, NULL)", (token_hash, booth_id, now, expires)
+            )
+
+    def enrolment_token(self, token_hash: bytes) -> EnrolmentToken | None:
+        """The token with this hash, used or expired or not (the caller decides)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token_hash, booth_id, created, expires, used FROM enrolment_tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        if row is None:
+            return None
+        token_hash_found, booth_id, created, expires, used = row
+        return EnrolmentToken(
+            bytes(token_hash_found), booth_id, float(created), float(expires), None if used is None else float(used)
+        )
+
+    def consume_enrolment_token(self, token_hash: bytes, now: float) -> bool:
+        """Mark a token used; False (and nothing changes) when it is unknown, already used or expired."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE enrolment_tokens SET used = ? WHERE token_hash = ? AND used IS NULL AND expires > ?",
+                (now, token_hash, now),
+            )
+        return cursor.rowcount == 1
+
+    def purge_enrolment_tokens(self, before: float) -> int:
+        """Delete tokens that expired before ``before`` (used or not); how many went."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM enrolment_tokens WHERE expires < ?", (before,))
+        return cursor.rowcount
