@@ -55,6 +55,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -204,11 +205,11 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
         raise EnrolmentError(EnrolReason.BAD_CSR, "csr must be one PEM certificate signing request")
     try:
         csr = x509.load_pem_x509_csr(text.encode())
-    except (ValueError, UnicodeEncodeError) as exc:
+    except (ValueError, UnicodeEncodeError, x509.InvalidVersion) as exc:
         raise EnrolmentError(EnrolReason.BAD_CSR, "csr is not a readable certificate signing request") from exc
     try:
         valid = csr.is_signature_valid
-    except (ValueError, TypeError) as exc:  # an unsupported key or signature algorithm
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # an unsupported key or signature algorithm
         raise EnrolmentError(EnrolReason.KEY_TYPE, "the CSR's key type is not supported") from exc
     if not valid:
         raise EnrolmentError(EnrolReason.CSR_SIGNATURE, "the CSR's signature does not verify")
@@ -232,7 +233,7 @@ def csr_public_key(csr: x509.CertificateSigningRequest, booth_id: str) -> ec.Ell
     """The CSR's key once it is P-256 and the CSR names exactly ``booth_id`` (CN, and every SAN entry)."""
     try:
         key = csr.public_key()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise EnrolmentError(EnrolReason.KEY_TYPE, "the CSR's key type is not supported") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise EnrolmentError(EnrolReason.KEY_TYPE, "the booth key must be ECDSA P-256")

@@ -20,7 +20,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -135,13 +135,14 @@ def check_issued(
         raise EnrolError(Reason.BAD_RESPONSE, "the hub's answer has no certificate")
     try:
         certificate = x509.load_pem_x509_certificate(text.encode())
-    except ValueError as exc:
+    except (ValueError, UnicodeEncodeError, x509.InvalidVersion) as exc:
         raise EnrolError(Reason.BAD_RESPONSE, "the hub's certificate is not PEM") from exc
     try:
         certificate.verify_directly_issued_by(fleet_ca)
-    except (ValueError, TypeError, InvalidSignature) as exc:
+        same = same_key(certificate, key)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
         raise EnrolError(Reason.BAD_CERTIFICATE, "the certificate is not issued by the fleet CA") from exc
-    if not same_key(certificate, key):
+    if not same:
         raise EnrolError(Reason.BAD_CERTIFICATE, "the certificate does not certify this booth's key")
     names = [a.value for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     units = [a.value for a in certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
