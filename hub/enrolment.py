@@ -23,7 +23,17 @@ token: a technician's typo must not cost a trip back to the hub operator.
 Renewal is ``POST /renew`` on the booth listener, over mutual TLS with the
 booth's current certificate (the handshake already refused an expired or
 foreign one): ``{"csr": PEM}`` for the same booth id and a *new* key; the
-answer has the same shape.
+answer has the same shape. Only the latest certificate issued to a booth may
+renew (the store keeps its serial): once a booth has renewed or re-enrolled,
+its old certificate, wherever a copy of it went, cannot mint a new one.
+Booths certified before enrolment existed (``kiosk-hub add-booth``) have no
+recorded serial; their first renewal records one.
+
+Both are safe to retry: a booth whose answer was lost sends a CSR for the same
+key again (``kiosk-enrol`` keeps the new key as ``booth.key.pending`` until its
+certificate is installed), and gets the certificate already issued for that key
+(audited with ``repeat=yes``), although its token is spent or its old
+certificate superseded. The CSR's signature proves it holds that key.
 
 Only ECDSA P-256 keys are certified, although Ed25519 CSRs verify: a booth's
 key also signs its DTLS fingerprint, which the doctor's browser checks with
@@ -62,7 +72,7 @@ from cryptography.x509.oid import NameOID
 
 from hub import pki
 from hub.accounts import AuditHook, TokenBuckets, log_security_event, opaque
-from hub.store import Store
+from hub.store import BoothCertificate, Store
 
 TOKEN: Final = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 """What a token looks like (``secrets.token_urlsafe(32)`` gives 43 characters); anything else is refused
@@ -98,6 +108,8 @@ class EnrolReason(enum.Enum):
     """A renewal must bring a new key."""
     CERTIFICATE = "certificate"
     """Renewal over a TLS client certificate that is not a fleet booth certificate."""
+    SUPERSEDED = "superseded"
+    """Renewal over a booth certificate that is no longer the latest issued to that booth."""
     RATE_LIMITED = "rate_limited"
 
 
@@ -113,6 +125,7 @@ _STATUS: Final = {
     EnrolReason.NAME_MISMATCH: 403,
     EnrolReason.SAME_KEY: 400,
     EnrolReason.CERTIFICATE: 403,
+    EnrolReason.SUPERSEDED: 403,
     EnrolReason.RATE_LIMITED: 429,
 }
 
@@ -269,12 +282,16 @@ class IssuedCertificate:
     certificate: x509.Certificate
     fleet_ca: x509.Certificate
 
+    @property
+    def serial(self) -> str:
+        return f"{self.certificate.serial_number:x}"
+
     def as_json(self) -> dict[str, str]:
         return {
             "booth_id": self.booth_id,
             "certificate": pki.pem(self.certificate),
             "chain": pki.pem(self.fleet_ca),
-            "serial": f"{self.certificate.serial_number:x}",
+            "serial": self.serial,
             "not_after": self.certificate.not_valid_after_utc.isoformat(timespec="seconds"),
         }
 
@@ -309,11 +326,16 @@ class Enrolment:
             if token is None:
                 raise EnrolmentError(EnrolReason.TOKEN_UNKNOWN, "unknown enrolment token")
             fields["booth"] = token.booth_id
+            key = csr_public_key(request.csr, token.booth_id)
             if token.used is not None:
+                # A booth whose answer was lost asks again with the same key (its CSR proves it holds it).
+                repeated = self._repeat(token.booth_id, key)
+                if repeated is not None:
+                    self.audit("enrol_ok", {**fields, "serial": repeated.serial, "repeat": "yes"})
+                    return repeated
                 raise EnrolmentError(EnrolReason.TOKEN_USED, "this enrolment token has already been used")
             if token.expires <= now:
                 raise EnrolmentError(EnrolReason.TOKEN_EXPIRED, "this enrolment token has expired")
-            key = csr_public_key(request.csr, token.booth_id)
             # Only now, with everything checked, is the token spent; the UPDATE is conditional, so of two
             # requests racing past the checks above only one gets here with a True.
             if not self.store.consume_enrolment_token(token_hash, now):
@@ -322,7 +344,8 @@ class Enrolment:
             self.audit("enrol_refused", {**fields, "reason": exc.reason.value})
             raise
         issued = self._issue(key, token.booth_id, now)
-        self.audit("enrol_ok", {**fields, "serial": f"{issued.certificate.serial_number:x}"})
+        self._record(issued, now)
+        self.audit("enrol_ok", {**fields, "serial": issued.serial})
         return issued
 
     def renew(self, body: bytes, *, peer_der: bytes | None, now: float) -> IssuedCertificate:
@@ -340,17 +363,47 @@ class Enrolment:
                 raise EnrolmentError(EnrolReason.RATE_LIMITED, "too many renewal attempts; wait a minute")
             key = csr_public_key(parse_renew_request(body), identity.booth_id)
             current = x509.load_pem_x509_certificate(identity.certificate_pem.encode())
+            previous = f"{current.serial_number:x}"
+            fields["previous"] = previous
+            repeated = self._repeat(identity.booth_id, key)
+            if repeated is not None and repeated.serial != previous:
+                self.audit("renew_ok", {**fields, "serial": repeated.serial, "repeat": "yes"})
+                return repeated
+            latest = self.store.booth_certificate(identity.booth_id)
+            if latest is not None and latest.serial != previous:
+                raise EnrolmentError(EnrolReason.SUPERSEDED, "this certificate has been superseded; enrol again")
             if _public_der(key) == _public_der(current.public_key()):
                 raise EnrolmentError(EnrolReason.SAME_KEY, "a renewal needs a new key")
+            issued = self._issue(key, identity.booth_id, now)
+            # Compare-and-swap on the serial: of two renewals racing with one certificate, one wins; the
+            # loser's certificate was signed but is never handed out.
+            if not self._record(issued, now, previous=previous):
+                raise EnrolmentError(EnrolReason.SUPERSEDED, "this certificate has been superseded; enrol again")
         except EnrolmentError as exc:
             self.audit("renew_refused", {**fields, "reason": exc.reason.value})
             raise
-        issued = self._issue(key, identity.booth_id, now)
-        self.audit(
-            "renew_ok",
-            {**fields, "serial": f"{issued.certificate.serial_number:x}", "previous": f"{current.serial_number:x}"},
-        )
+        self.audit("renew_ok", {**fields, "serial": issued.serial})
         return issued
+
+    def _repeat(self, booth_id: str, key: ec.EllipticCurvePublicKey) -> IssuedCertificate | None:
+        """The booth's latest certificate again, when it certifies ``key`` (from a CSR whose signature verified)."""
+        latest = self.store.booth_certificate(booth_id)
+        if latest is None or hashlib.sha256(_public_der(key)).digest() != latest.key_sha256:
+            return None
+        return IssuedCertificate(
+            booth_id, x509.load_pem_x509_certificate(latest.certificate.encode()), self.fleet.certificate
+        )
+
+    def _record(self, issued: IssuedCertificate, now: float, *, previous: str | None = None) -> bool:
+        record = BoothCertificate(
+            booth_id=issued.booth_id,
+            serial=issued.serial,
+            key_sha256=hashlib.sha256(_public_der(issued.certificate.public_key())).digest(),
+            certificate=pki.pem(issued.certificate),
+            not_after=issued.certificate.not_valid_after_utc.timestamp(),
+            issued=now,
+        )
+        return self.store.record_booth_certificate(record, previous=previous)
 
     def _issue(self, key: ec.EllipticCurvePublicKey, booth_id: str, now: float) -> IssuedCertificate:
         at = datetime.datetime.fromtimestamp(now, datetime.UTC)

@@ -177,6 +177,15 @@ def _booth_of(identity: Identity) -> str:
     return names[0]
 
 
+def _new_or_pending_key(directory: IdentityDir, current: Identity | None) -> ec.EllipticCurvePrivateKey:
+    """The key of an earlier attempt whose answer never came, else a new one; kept before the hub is asked."""
+    key = directory.pending_key()
+    if key is None or (current is not None and same_key(current.certificate, key)):
+        key = new_key()
+        directory.keep_pending_key(key)
+    return key
+
+
 def enrol(
     *,
     hub: str,
@@ -205,7 +214,7 @@ def enrol(
             pass  # a certificate from another fleet: enrol in this one
         else:
             return _summary("already_enrolled", booth_id, current.certificate)
-    key = new_key()
+    key = _new_or_pending_key(directory, current)
     answer = post_json(address, "/api/enrol", {"token": token, "csr": make_csr(key, booth_id)}, tls_context(fleet_ca))
     certificate = check_issued(answer, key=key, booth_id=booth_id, fleet_ca=ca, now=at)
     directory.install(key, certificate)
@@ -232,7 +241,7 @@ def renew(
     booth_id = _booth_of(current)
     if not current.expires_within(window, at):
         return _summary("valid", booth_id, current.certificate)
-    key = new_key()
+    key = _new_or_pending_key(directory, current)
     try:
         context = tls_context(fleet_ca, directory)
     except (OSError, ssl.SSLError) as exc:

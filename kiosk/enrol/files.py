@@ -7,7 +7,9 @@ cannot be swapped in one rename: a new pair is first written as
 ``booth.key.pending`` + ``booth.pem.pending``, then renamed key first,
 certificate second. :meth:`IdentityDir.finish_pending` completes a swap a
 crash interrupted (it runs before every enrolment and renewal), so the pair
-in place always ends up matching.
+in place always ends up matching. The pending key is written *before* the hub
+is asked, and reused by the next attempt until its certificate is installed:
+an answer lost on the way is asked for again with the same key.
 
 Key storage: a file. A TPM (``/dev/tpmrm0``) is detected and reported, but
 not used yet: the booth's key must also serve Python's TLS stack (``ssl``
@@ -172,8 +174,26 @@ class IdentityDir:
         except OSError as exc:
             raise EnrolError(Reason.IDENTITY, f"cannot write into {self.root}: {exc.strerror}") from exc
 
+    def pending_key(self) -> ec.EllipticCurvePrivateKey | None:
+        """The new key of an enrolment or renewal that has not installed its certificate yet, if any."""
+        path = self._pending(self.key_path)
+        if not path.exists():
+            return None
+        try:
+            return self._load_key(path)
+        except EnrolError:
+            return None  # unusable: a fresh key replaces it
+
+    def keep_pending_key(self, key: ec.EllipticCurvePrivateKey) -> None:
+        """Keep a new key before asking for its certificate: if the answer is lost, the next attempt asks
+        with the same key and the hub hands the same certificate out again."""
+        try:
+            write_atomic(self._pending(self.key_path), _key_pem(key), 0o600)
+        except OSError as exc:
+            raise EnrolError(Reason.IDENTITY, f"cannot write into {self.root}: {exc.strerror}") from exc
+
     def finish_pending(self) -> None:
-        """Complete an interrupted swap; drop a pending key whose certificate never came."""
+        """Complete an interrupted swap. A pending key alone (its certificate never came) stays for a retry."""
         pending_key, pending_cert = self._pending(self.key_path), self._pending(self.cert_path)
         if pending_cert.exists():
             if pending_key.exists():
@@ -185,5 +205,3 @@ class IdentityDir:
             else:
                 pending_cert.unlink()
             _sync_directory(self.root)
-        elif pending_key.exists():
-            pending_key.unlink()

@@ -195,6 +195,45 @@ async def test_racing_enrolments_with_one_token_give_one_certificate(make_fleet:
     assert {body.get("error") for status, body in answers if status != 200} == {"token_used"}
 
 
+async def test_a_lost_answer_is_asked_for_again_with_the_same_key(make_fleet: MakeFleet, tmp_path: Path) -> None:
+    fleet = await make_fleet()
+    token = fleet.token()
+    identity = tmp_path / "identity"
+    directory = IdentityDir(identity)
+    directory.prepare()
+    key = new_key()
+    directory.keep_pending_key(key)  # what kiosk-enrol does before it asks
+    # The hub issues, but the answer never reaches the booth.
+    status, lost = await fleet.post("/api/enrol", {"token": token, "csr": make_csr(key, BOOTH)})
+    assert status == 200
+    # The retry asks with the pending key: the token is spent, yet the same certificate comes back.
+    result = await fleet.enrol(token, identity)
+    assert result["status"] == "enrolled" and result["serial"] == lost["serial"]
+    assert fleet.kinds("enrol_ok")[-1][1]["repeat"] == "yes"
+    # Another key with the spent token gets nothing.
+    status, body = await fleet.post("/api/enrol", {"token": token, "csr": make_csr(new_key(), BOOTH)})
+    assert (status, body["error"]) == (401, "token_used")
+
+    # The same for a renewal: issued, answer lost, asked again from the (now superseded) old pair.
+    renewal_key = new_key()
+    directory.keep_pending_key(renewal_key)
+    url = f"https://localhost:{fleet.hub.booth_port}/renew"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, json={"csr": make_csr(renewal_key, BOOTH)}, ssl=booth_context(fleet, identity)) as response,
+    ):
+        assert response.status == 200
+        renewed = await response.json()
+    result = await asyncio.to_thread(
+        renew, hub=fleet.wss, fleet_ca=fleet.paths.fleet_ca, identity_dir=identity, window=datetime.timedelta(9999)
+    )
+    assert result["status"] == "renewed" and result["serial"] == renewed["serial"]
+    assert fleet.kinds("renew_ok")[-1][1]["repeat"] == "yes"
+    installed = IdentityDir(identity).load()
+    assert installed is not None and installed.key.private_numbers() == renewal_key.private_numbers()
+    assert await connect_as_booth(fleet, identity) == BOOTH
+
+
 async def test_an_expired_token_is_refused(make_fleet: MakeFleet, tmp_path: Path) -> None:
     fleet = await make_fleet()
     token = fleet.token(ttl=3600, issued=time.time() - 3601)
@@ -277,6 +316,8 @@ async def test_renewal_before_expiry_gives_a_new_key_and_certificate(make_fleet:
     identity = tmp_path / "identity"
     old = _install_expiring(fleet, identity, days_left=10)
     old_key = (identity / "booth.key").read_bytes()
+    copy = tmp_path / "copy"
+    shutil.copytree(identity, copy)
     # Outside the window: nothing to do, the hub is not asked.
     kept = await asyncio.to_thread(
         renew, hub=fleet.wss, fleet_ca=fleet.paths.fleet_ca, identity_dir=identity, window=datetime.timedelta(days=5)
@@ -294,6 +335,38 @@ async def test_renewal_before_expiry_gives_a_new_key_and_certificate(make_fleet:
     ok = fleet.kinds("renew_ok")
     assert ok == [("renew_ok", {"booth": BOOTH, "serial": result["serial"], "previous": f"{old.serial_number:x}"})]
     assert await connect_as_booth(fleet, identity) == BOOTH
+    # The superseded pair (a copy someone kept) cannot renew itself into a fresh certificate.
+    with pytest.raises(EnrolError) as caught:
+        await asyncio.to_thread(renew, hub=fleet.wss, fleet_ca=fleet.paths.fleet_ca, identity_dir=copy)
+    assert refusal(caught) == (Reason.REFUSED, "superseded", 403)
+    # Neither can the renewed one once the booth has enrolled again with a new token.
+    token = fleet.token()
+    (tmp_path / "again" / "identity").parent.mkdir()
+    await fleet.enrol(token, tmp_path / "again" / "identity")
+    with pytest.raises(EnrolError) as caught:
+        await asyncio.to_thread(
+            renew, hub=fleet.wss, fleet_ca=fleet.paths.fleet_ca, identity_dir=identity, window=datetime.timedelta(9999)
+        )
+    assert refusal(caught) == (Reason.REFUSED, "superseded", 403)
+    assert [f["reason"] for _, f in fleet.kinds("renew_refused")] == ["superseded", "superseded"]
+
+
+async def test_racing_renewals_with_one_certificate_give_one_new_certificate(
+    make_fleet: MakeFleet, tmp_path: Path
+) -> None:
+    fleet = await make_fleet()
+    identity = tmp_path / "identity"
+    await fleet.enrol(fleet.token(), identity)
+    context = booth_context(fleet, identity)
+
+    async def post(http: aiohttp.ClientSession) -> int:
+        url = f"https://localhost:{fleet.hub.booth_port}/renew"
+        async with http.post(url, json={"csr": make_csr(new_key(), BOOTH)}, ssl=context) as response:
+            return response.status
+
+    async with aiohttp.ClientSession() as http:
+        statuses = await asyncio.gather(*(post(http) for _ in range(5)))
+    assert sorted(statuses) == [200, 403, 403, 403, 403]
 
 
 async def test_renewal_refusals(make_fleet: MakeFleet, tmp_path: Path) -> None:

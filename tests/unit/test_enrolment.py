@@ -31,7 +31,7 @@ from hub.enrolment import (
     parse_renew_request,
     parse_ttl,
 )
-from hub.store import Store
+from hub.store import BoothCertificate, Store
 from kiosk.enrol.client import check_issued, make_csr, parse_hub_url
 from kiosk.enrol.errors import EnrolError, Reason
 from kiosk.enrol.files import IdentityDir, new_key, write_atomic
@@ -210,6 +210,25 @@ def test_tokens_are_stored_hashed_and_consumed_once(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "hub.db").st_mode) == 0o600
 
 
+def test_only_the_latest_certificate_is_recorded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hub.db")
+
+    def record(serial: str) -> BoothCertificate:
+        return BoothCertificate(BOOTH, serial, serial.encode() * 16, f"PEM {serial}", 2.0, 1.0)
+
+    try:
+        assert store.booth_certificate(BOOTH) is None
+        # A booth minted before enrolment existed: its first renewal records it.
+        assert store.record_booth_certificate(record("a1"), previous="a0")
+        assert store.booth_certificate(BOOTH) == record("a1")
+        assert not store.record_booth_certificate(record("a2"), previous="a0")  # superseded
+        assert store.record_booth_certificate(record("a3"), previous="a1")
+        assert store.record_booth_certificate(record("b1"))  # enrolment: unconditional
+        assert store.booth_certificate(BOOTH) == record("b1")
+    finally:
+        store.close()
+
+
 # -- the booth's identity directory ---------------------------------------------------------------------------
 def _certificate(fleet: pki.Issuer, key: ec.EllipticCurvePrivateKey, booth: str = BOOTH) -> x509.Certificate:
     return pki.issue_booth_certificate(fleet, key.public_key(), booth, now=NOW)
@@ -249,10 +268,17 @@ def test_an_interrupted_swap_is_completed_or_dropped(tmp_path: Path) -> None:
     write_atomic(directory.root / "booth.pem.pending", pem, 0o644)
     loaded = directory.load()
     assert loaded is not None and loaded.key.private_numbers() == new.private_numbers()
-    # A pending key whose certificate never came is dropped; the pair in place stays.
-    write_atomic(directory.root / "booth.key.pending", key_pem, 0o600)
-    assert directory.load() is not None
-    assert not (directory.root / "booth.key.pending").exists()
+    # A pending key whose certificate never came stays for the retry; the pair in place stays in use.
+    retry = new_key()
+    directory.keep_pending_key(retry)
+    loaded = directory.load()
+    assert loaded is not None and loaded.key.private_numbers() == new.private_numbers()
+    pending = directory.pending_key()
+    assert pending is not None and pending.private_numbers() == retry.private_numbers()
+    assert stat.S_IMODE((directory.root / "booth.key.pending").stat().st_mode) == 0o600
+    directory.install(retry, _certificate(fleet, retry))
+    assert directory.pending_key() is None
+    assert sorted(p.name for p in directory.root.iterdir()) == ["booth.key", "booth.pem"]
     # A mismatched pair is an error, not silently used.
     write_atomic(directory.cert_path, _certificate(fleet, old).public_bytes(serialization.Encoding.PEM), 0o644)
     with pytest.raises(EnrolError) as caught:
