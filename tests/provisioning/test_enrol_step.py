@@ -9,6 +9,7 @@ the target is not a chroot (a temporary root has no Python to run it).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import pwd
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hub import pki
 from hub.enrolment import issue_token
-from hub.store import Store
+from hub.store import BoothCertificate, Store
 from kiosk.demo.hub import DevHub
 from kiosk.enrol.files import IdentityDir, new_key
 from provisioning import cli, core
@@ -215,11 +217,22 @@ def test_provisioning_enrols_once_then_renews_before_expiry(tmp_path: Path, caps
         assert cli.main(base) == 0
         assert json.loads(capsys.readouterr().out)["changes"] == []
 
-        # Ten days from expiry: drift; applying renews over mutual TLS (no token), with a new key.
+        # A booth enrolled nearly three years ago (the hub's record says so): ten days from expiry, drift;
+        # applying renews over mutual TLS with a new key, no token needed.
         issuer = pki.load_issuer(hub.paths.fleet_ca, hub.paths.fleet_ca_key)
         key = new_key()
         soon = datetime.datetime.now(datetime.UTC) - pki.BOOTH_LIFETIME + datetime.timedelta(days=10)
-        IdentityDir(identity).install(key, pki.issue_booth_certificate(issuer, key.public_key(), BOOTH, now=soon))
+        old = pki.issue_booth_certificate(issuer, key.public_key(), BOOTH, now=soon)
+        IdentityDir(identity).install(key, old)
+        store = Store(hub.paths.database)
+        try:
+            spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            record = BoothCertificate(
+                BOOTH, f"{old.serial_number:x}", hashlib.sha256(spki).digest(), pki.pem(old), 0.0, soon.timestamp()
+            )
+            store.record_booth_certificate(record)
+        finally:
+            store.close()
         assert cli.main([*base, "--check"]) == 1
         assert [c["change"].split(" ")[0] for c in json.loads(capsys.readouterr().out)["changes"]] == ["enrol"]
         assert cli.main(base) == 0, capsys.readouterr()
