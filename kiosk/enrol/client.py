@@ -206,11 +206,17 @@ def enrol(
     at = now or datetime.datetime.now(datetime.UTC)
     directory = IdentityDir(identity_dir)
     directory.prepare()
-    current = directory.load()
-    if current is not None and _booth_of(current) == booth_id and not current.expires_within(datetime.timedelta(0), at):
+    try:
+        current = directory.load()
+        booth_of_current = _booth_of(current) if current is not None else None
+    except EnrolError as exc:
+        # A broken pair (mismatched, unreadable, a key others can read) is what enrolment replaces.
+        logger.warning("replacing the unusable identity in %s: %s", identity_dir, exc)
+        current, booth_of_current = None, None
+    if current is not None and booth_of_current == booth_id and not current.expires_within(datetime.timedelta(0), at):
         try:
             current.certificate.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             pass  # a certificate from another fleet: enrol in this one
         else:
             return _summary("already_enrolled", booth_id, current.certificate)

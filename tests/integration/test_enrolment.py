@@ -174,6 +174,19 @@ async def test_enrol_with_a_one_time_token_then_connect(make_fleet: MakeFleet, t
     assert len(fleet.kinds("enrol_")) == 2
 
 
+async def test_enrolment_replaces_a_broken_pair(make_fleet: MakeFleet, tmp_path: Path) -> None:
+    fleet = await make_fleet()
+    identity = tmp_path / "identity"
+    await fleet.enrol(fleet.token(), identity)
+    (identity / "booth.pem").write_text("not a certificate")
+    with pytest.raises(EnrolError) as caught:  # renewal needs a working pair
+        await asyncio.to_thread(renew, hub=fleet.wss, fleet_ca=fleet.paths.fleet_ca, identity_dir=identity)
+    assert caught.value.reason is Reason.IDENTITY
+    result = await fleet.enrol(fleet.token(), identity)
+    assert result["status"] == "enrolled"
+    assert await connect_as_booth(fleet, identity) == BOOTH
+
+
 async def test_a_token_is_used_once(make_fleet: MakeFleet, tmp_path: Path) -> None:
     fleet = await make_fleet()
     token = fleet.token()

@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub import cli as hub_cli
 from hub import pki
 from hub.enrolment import (
     MAX_CSR,
@@ -227,6 +228,25 @@ def test_only_the_latest_certificate_is_recorded(tmp_path: Path) -> None:
         assert store.booth_certificate(BOOTH) == record("b1")
     finally:
         store.close()
+
+
+def test_the_token_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert hub_cli.main(["enrol", "token", "--state", str(state), "--booth", BOOTH]) == 1
+    assert "no hub state" in capsys.readouterr().err
+    state.mkdir()
+    Store(state / "hub.db").close()
+    assert hub_cli.main(["enrol", "token", "--state", str(state), "--booth", "kiosk-1"]) == 2
+    assert "booth id" in capsys.readouterr().err
+    assert hub_cli.main(["enrol", "token", "--state", str(state), "--booth", BOOTH, "--ttl", "2h"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["booth"] == BOOTH and len(printed["token"]) == 43
+    store = Store(state / "hub.db")
+    try:
+        found = store.enrolment_token(hash_token(printed["token"]))
+    finally:
+        store.close()
+    assert found is not None and found.expires - found.created == 7200
 
 
 # -- the booth's identity directory ---------------------------------------------------------------------------
