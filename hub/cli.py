@@ -3,8 +3,10 @@
     kiosk-hub init --dev --state DIR [--force]
     kiosk-hub serve --state DIR [--host H] [--port P] [--booth-port Q] [--config FILE.toml]
     kiosk-hub add-booth --state DIR --id booth-0002
+    kiosk-hub enrol token --state DIR --booth booth-0002 [--ttl 24h]
 
-``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
+``enrol token`` prints a one-time enrolment token (JSON: token, booth, expires) once; the hub keeps
+only its hash (see :mod:`hub.enrolment`). ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
 both listeners accept connections; scripts and tests wait for it.
 """
 
@@ -20,9 +22,10 @@ import signal
 import sys
 from pathlib import Path
 
-from hub import pki
+from hub import enrolment, pki
 from hub.app import StateError, StatePaths, init_dev_state, start
 from hub.config import ConfigError, load_config
+from hub.store import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     booth = commands.add_parser("add-booth", help="mint a booth certificate and key with the fleet CA")
     booth.add_argument("--state", type=Path, required=True)
     booth.add_argument("--id", required=True, help="booth id, e.g. booth-0002")
+    enrol = commands.add_parser("enrol", help="booth enrolment")
+    enrol_commands = enrol.add_subparsers(dest="enrol_command", required=True)
+    token = enrol_commands.add_parser("token", help="print a one-time enrolment token for a booth")
+    token.add_argument("--state", type=Path, required=True)
+    token.add_argument("--booth", required=True, help="booth id, e.g. booth-0002")
+    token.add_argument("--ttl", default="24h", help="lifetime: 30m, 24h, 7d... (default 24h, at most 30d)")
     return parser
 
 
@@ -69,6 +78,30 @@ def _add_booth(args: argparse.Namespace) -> int:
     pki.save_certificate(paths.booth_cert(args.id), cert)
     pki.save_key(paths.booth_key(args.id), key)
     print(json.dumps({"booth": args.id, "certificate": str(paths.booth_cert(args.id))}))
+    return 0
+
+
+def _enrol_token(args: argparse.Namespace) -> int:
+    paths = StatePaths(args.state)
+    if not paths.database.exists():
+        print(f"kiosk-hub: {args.state} holds no hub state; run `kiosk-hub init` first", file=sys.stderr)
+        return 1
+    try:
+        ttl = enrolment.parse_ttl(args.ttl)
+    except ValueError as exc:
+        print(f"kiosk-hub: --ttl: {exc}", file=sys.stderr)
+        return 2
+    store = Store(paths.database)
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        token = enrolment.issue_token(store, args.booth, ttl=ttl, now=now.timestamp())
+    except ValueError as exc:
+        print(f"kiosk-hub: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    expires = (now + ttl).isoformat(timespec="seconds")
+    print(json.dumps({"booth": args.booth, "token": token, "expires": expires}))
     return 0
 
 
@@ -108,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return _init(args)
     if args.command == "add-booth":
         return _add_booth(args)
+    if args.command == "enrol":
+        return _enrol_token(args)
     if args.state is None and args.config is None:
         print("kiosk-hub: serve needs --state or a --config that sets it", file=sys.stderr)
         return 2
