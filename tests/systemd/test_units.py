@@ -107,9 +107,10 @@ def test_sandbox_settings(name: str) -> None:
     assert "@privileged" in settings["SystemCallFilter"][1]
     assert settings["UMask"] == ["0077"]
     assert settings.get("PrivateDevices") == ["yes"] or settings.get("DevicePolicy") == ["closed"]
-    for read_write in settings["ReadWritePaths"]:
-        for path in read_write.split():
-            assert path.lstrip("-").startswith(("/var/lib/kiosk/", "/var/lib/kiosk-hub")), path
+    assert "ReadWritePaths" not in settings  # writable: its StateDirectory only
+    for path in " ".join(settings["StateDirectory"]).split():
+        assert path.startswith("kiosk/") or path == "kiosk-hub", path
+    assert settings["StateDirectoryMode"] == ["0700"]
     assert set(settings["RestrictAddressFamilies"][0].split()) <= {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
 
 
