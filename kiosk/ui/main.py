@@ -3,8 +3,9 @@
 :func:`emulated_stack` builds everything the screens need on emulated
 peripherals (the demo, the tests and the benches use it too); :func:`main`
 runs the Kivy app on it. The booth's state directory holds Kivy's home (no log
-files: patient screens must leave no trace) and the app's temporary directory,
-emptied at every wipe.
+files: patient screens must leave no trace), the app's temporary directory,
+emptied at every wipe, and the sealed records spool (``records/``, which the
+wipe leaves alone: the booth cannot read it, ``kiosk-uploader`` empties it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.records.service import SealedRecords, open_records
 from kiosk.session.booth import add_booth_arguments, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
 from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
@@ -28,7 +30,7 @@ from kiosk.session.ice import IceConfig
 from kiosk.ui.booth_services import BoothSelfCheck, CallVideo, EspeakSpeaker, PcscCardService
 from kiosk.ui.controller import Controller
 from kiosk.ui.flow import FlowConfig
-from kiosk.ui.services import CardService, Services
+from kiosk.ui.services import CardService, NoRecords, RecordsService, Services
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("kiosk.audit")
@@ -87,6 +89,7 @@ async def emulated_stack(
     settings: EmulationSettings | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
+    records: RecordsService | None = None,
 ) -> AsyncIterator[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
     async with emulated_booth(workdir, settings) as booth:
@@ -109,6 +112,7 @@ async def emulated_stack(
             speaker=EspeakSpeaker(),
             audit=audit,
             forget=forget,
+            records=records or NoRecords(),
         )
         controller = Controller(services, flow_config)
         await session.start()
@@ -129,7 +133,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", default="fr", help="the language the welcome screen starts in")
     parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
     parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
+    parser.add_argument("--records-key", type=Path, help="the hub's records public key (default with --hub-state)")
     return parser
+
+
+def records_from_args(args: argparse.Namespace) -> SealedRecords | None:
+    """The sealed records service, from ``--records-key`` or ``<hub state>/records-pub.pem``; None without a key."""
+    key: Path | None = args.records_key
+    if key is None and args.hub_state is not None:
+        key = args.hub_state / "records-pub.pem"
+    if key is None or not key.exists():
+        logger.warning("no records public key: this booth keeps no session records")
+        return None
+    return open_records(args.state, key, args.booth_id)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -141,10 +157,21 @@ async def run(args: argparse.Namespace) -> int:
     )
     from kiosk.ui.app import run_app  # imports Kivy: only after prepare_state set its environment
 
-    async with emulated_stack(
-        args.emulate, hub=endpoint, credentials=credentials, card=PcscCardService(), temp_dir=temp, flow_config=config
-    ) as stack:
-        await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
+    records = records_from_args(args)
+    try:
+        async with emulated_stack(
+            args.emulate,
+            hub=endpoint,
+            credentials=credentials,
+            card=PcscCardService(),
+            temp_dir=temp,
+            flow_config=config,
+            records=records,
+        ) as stack:
+            await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
+    finally:
+        if records is not None:
+            records.close()  # what is queued is sealed before the process ends
     empty_directory(temp)
     return 0
 
