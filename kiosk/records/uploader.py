@@ -28,6 +28,7 @@ import contextlib
 import enum
 import hashlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -145,7 +146,7 @@ class Uploader:
         try:
             async with client.put(
                 f"{self.base_url}/records/{record.record_id}",
-                data=data,
+                data=io.BytesIO(data),  # streamed: a raw 20 MB bytes body would hold the loop
                 headers={SHA256_HEADER: digest, "Content-Type": "application/octet-stream"},
             ) as response:
                 status = response.status
