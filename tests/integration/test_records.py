@@ -372,3 +372,22 @@ async def test_hub_down_for_a_whole_session_then_everything_arrives_once(tmp_pat
         ["consent", "identification", "chat", "chat", "reading", "reading", "still", "file", "summary"]
     )
     assert len({entry["meta"]["session"] for entry in index}) == 1
+
+
+def test_uploader_tells_systemd_it_is_ready_and_alive(hub: DevHub, tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(20)
+        process = subprocess.Popen(
+            uploader_command(hub, tmp_path, "--poll", "0.1"),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        )
+        try:
+            messages = [notify.recv(256).decode() for _ in range(3)]
+        finally:
+            stop_process(process)
+    assert messages[0] == "READY=1" and "WATCHDOG=1" in messages[1:]
