@@ -4,7 +4,7 @@
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
 ``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
-``units``); none means all.
+``records``, ``units``); none means all.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ BENCHMARKS = (
     "hub_capacity",
     "consultation",
     "patient_app",
+    "records",
     "units",
 )
 

@@ -3,6 +3,8 @@
     kiosk-hub init --dev --state DIR [--force]
     kiosk-hub serve --state DIR [--host H] [--port P] [--booth-port Q] [--config FILE.toml]
     kiosk-hub add-booth --state DIR --id booth-0002
+    kiosk-hub records export --state DIR --out DIR [--key FILE]    open sealed records (operator)
+    kiosk-hub records keygen --state DIR                           records key pair for an older state
 
 ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
 both listeners accept connections; scripts and tests wait for it. Under
@@ -22,7 +24,7 @@ import signal
 import sys
 from pathlib import Path
 
-from hub import pki
+from hub import pki, records
 from hub.app import StateError, StatePaths, init_dev_state, start
 from hub.config import ConfigError, load_config
 from kiosk.sdnotify import Notifier
@@ -44,7 +46,28 @@ def _parser() -> argparse.ArgumentParser:
     booth = commands.add_parser("add-booth", help="mint a booth certificate and key with the fleet CA")
     booth.add_argument("--state", type=Path, required=True)
     booth.add_argument("--id", required=True, help="booth id, e.g. booth-0002")
+    records_parser = commands.add_parser("records", help="sealed session records")
+    records_commands = records_parser.add_subparsers(dest="records_command", required=True)
+    export = records_commands.add_parser("export", help="open the inbox's records with the records private key")
+    export.add_argument("--state", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--key", type=Path, help="records private key (default <state>/records-key.pem)")
+    keygen = records_commands.add_parser("keygen", help="create the records key pair if the state has none")
+    keygen.add_argument("--state", type=Path, required=True)
     return parser
+
+
+def _records(args: argparse.Namespace) -> int:
+    if args.records_command == "keygen":
+        print(json.dumps({"records_public_key": str(records.ensure_records_key(args.state))}))
+        return 0
+    try:
+        result = records.export(args.state, args.out, args.key)
+    except records.InboxError as exc:
+        print(f"kiosk-hub: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"exported": result.exported, "failed": result.failed, "index": str(args.out / "index.json")}))
+    return 1 if result.failed else 0
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return _init(args)
     if args.command == "add-booth":
         return _add_booth(args)
+    if args.command == "records":
+        return _records(args)
     if args.state is None and args.config is None:
         print("kiosk-hub: serve needs --state or a --config that sets it", file=sys.stderr)
         return 2

@@ -1,13 +1,16 @@
 """``kiosk-app``: the booth's patient app, assembled from its services.
 
 :func:`emulated_stack` builds everything the screens need on emulated
+:func:`emulated_stack` builds everything the screens need on emulated
 peripherals (the demo, the tests and the benches use it too), :func:`booth_stack`
 on any peripherals; :func:`main` runs the Kivy app on the emulated ones
 (``--emulate``) or on the real ones (``--peripherals``). Under systemd
 (kiosk-app.service) it sends READY=1 once the welcome screen is drawn and
-WATCHDOG=1 from the loop Kivy runs on (:mod:`kiosk.sdnotify`). The booth's state directory holds Kivy's home (no log
-files: patient screens must leave no trace) and the app's temporary directory,
-emptied at every wipe.
+WATCHDOG=1 from the loop Kivy runs on (:mod:`kiosk.sdnotify`). The booth's
+state directory holds Kivy's home (no log files: patient screens must leave no
+trace), the app's temporary directory, emptied at every wipe, and the sealed
+records spool (``records/``, which the wipe leaves alone: the booth cannot read
+it, ``kiosk-uploader`` empties it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.records.service import SealedRecords, open_records
 from kiosk.sdnotify import Notifier
 from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
@@ -34,7 +38,7 @@ from kiosk.session.ice import IceConfig
 from kiosk.ui.booth_services import BoothSelfCheck, CallVideo, EspeakSpeaker, PcscCardService
 from kiosk.ui.controller import Controller
 from kiosk.ui.flow import FlowConfig, Step
-from kiosk.ui.services import CardService, Services
+from kiosk.ui.services import CardService, NoRecords, RecordsService, Services
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -95,6 +99,7 @@ def emulated_stack(
     settings: EmulationSettings | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
+    records: RecordsService | None = None,
 ) -> contextlib.AbstractAsyncContextManager[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
     return booth_stack(
@@ -106,6 +111,7 @@ def emulated_stack(
         flow_config=flow_config,
         ice=ice,
         speaker_ok=speaker_ok,
+        records=records,
     )
 
 
@@ -120,6 +126,7 @@ async def booth_stack(
     flow_config: FlowConfig | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
+    records: RecordsService | None = None,
 ) -> AsyncIterator[BoothStack]:
     """A whole booth on ``equipment`` (emulated or real peripherals), connected to ``hub``; everything stops on exit.
 
@@ -145,6 +152,7 @@ async def booth_stack(
             speaker=EspeakSpeaker(),
             audit=audit,
             forget=forget,
+            records=records or NoRecords(),
         )
         controller = Controller(services, flow_config)
         await session.start()
@@ -165,7 +173,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", default="fr", help="the language the welcome screen starts in")
     parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
     parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
+    parser.add_argument("--records-key", type=Path, help="the hub's records public key (default with --hub-state)")
     return parser
+
+
+def records_from_args(args: argparse.Namespace) -> SealedRecords | None:
+    """The sealed records service, from ``--records-key`` or ``<hub state>/records-pub.pem``; None without a key."""
+    key: Path | None = args.records_key
+    if key is None and args.hub_state is not None:
+        key = args.hub_state / "records-pub.pem"
+    if key is None or not key.exists():
+        logger.warning("no records public key: this booth keeps no session records")
+        return None
+    return open_records(args.state, key, args.booth_id)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -179,6 +199,7 @@ async def run(args: argparse.Namespace) -> int:
 
     notifier = Notifier()
     watchdog = asyncio.create_task(notifier.keep_alive())
+    records = records_from_args(args)
     try:
         async with booth_stack(
             booth_equipment(args),
@@ -188,6 +209,7 @@ async def run(args: argparse.Namespace) -> int:
             temp_dir=temp,
             flow_config=config,
             speaker_ok=args.emulate is not None,
+            records=records,
         ) as stack:
             app = BoothApp(stack.controller)
             ready = asyncio.create_task(_notify_ready(app, notifier))
@@ -199,6 +221,8 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         watchdog.cancel()
         notifier.close()
+        if records is not None:
+            records.close()  # what is queued is sealed before the process ends
     empty_directory(temp)
     return 0
 
