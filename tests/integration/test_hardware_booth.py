@@ -15,50 +15,20 @@ import pytest
 
 from devices import config as peripheral_config
 from devices.events import DeviceState
-from devices.simulators.base import PtyRunner
-from devices.simulators.nibp import NibpFirmware
-from devices.simulators.oximeter import OximeterFirmware
-from devices.simulators.thermometer import ThermometerFirmware
-from kiosk.session.emulated import EmulationSettings, write_media
 from kiosk.session.hardware import hardware_booth
+from tests.support_peripherals import media_files, peripherals_toml, serial_emulators
 
 
 @pytest.fixture
 async def emulators(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    dev = tmp_path / "dev"
-    dev.mkdir()
-    runners = {
-        "oximeter": PtyRunner(lambda: OximeterFirmware("normal"), link=str(dev / "oximeter")),
-        "nibp": PtyRunner(lambda: NibpFirmware("normal", speed=3.0), link=str(dev / "nibp")),
-        "thermometer": PtyRunner(lambda: ThermometerFirmware("normal"), link=str(dev / "thermometer")),
-    }
-    for runner in runners.values():
-        runner.plug()
-    try:
-        yield {name: str(dev / name) for name in runners}
-    finally:
-        for runner in runners.values():
-            runner.close()
-
-
-def _toml(ports: dict[str, str], media: dict[str, str], *, with_thermometer: bool = True) -> str:
-    lines = [
-        f'[oximeter]\nprotocol = "auto"\nport = "{ports["oximeter"]}"',
-        f'[nibp]\nport = "{ports["nibp"]}"',
-        f'[booth_camera]\ndevice = "{media["room"]}"\nstream_size = [320, 180]\nfps = 15',
-        f'[otoscope]\ndevice = "{media["otoscope"]}"\nstream_size = [320, 180]\nfps = 15',
-        f'[stethoscope]\ndevice = "{media["stethoscope"]}"\nsample_rate = 16000',
-        f'[microphone]\ndevice = "{media["voice"]}"',
-    ]
-    if with_thermometer:
-        lines.append(f'[thermometer]\nport = "{ports["thermometer"]}"')
-    return "\n\n".join(lines) + "\n"
+    async with serial_emulators(tmp_path / "dev") as ports:
+        yield ports
 
 
 async def test_booth_from_a_peripherals_file(tmp_path: Path, emulators: dict[str, str]) -> None:
-    media = await write_media(tmp_path / "media", EmulationSettings(stream_size=(320, 180), still_size=(640, 360)))
+    media = await media_files(tmp_path / "media")
     path = tmp_path / "peripherals.toml"
-    path.write_text(_toml(emulators, media, with_thermometer=False))
+    path.write_text(peripherals_toml(emulators, media, with_thermometer=False))
 
     async with hardware_booth(peripheral_config.load(path)) as booth:
         peripherals = booth.peripherals

@@ -7,6 +7,7 @@ hub is the main process).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -16,8 +17,24 @@ from pathlib import Path
 import pytest
 
 from kiosk.demo.display import xvfb
+from tests.support_peripherals import media_files, peripherals_toml, serial_emulators
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def hub_state(tmp_path: Path) -> Path:
+    """A development hub state: the booth's certificate and key come from it (no hub needs to run)."""
+    state = tmp_path / "hub"
+    subprocess.run(
+        [sys.executable, "-m", "hub.cli", "init", "--dev", "--state", str(state)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    return state
 
 
 def _receive(sock: socket.socket) -> str:
@@ -69,58 +86,56 @@ def test_hub_notifies_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_app_notifies_ready_once_the_welcome_screen_is_up_then_keeps_pinging(tmp_path: Path) -> None:
+async def test_app_on_a_peripherals_file_notifies_ready_once_the_welcome_screen_is_up(
+    tmp_path: Path, hub_state: Path
+) -> None:
+    # kiosk-app as kiosk-app.service runs it (--peripherals, a watchdog), the peripherals being the firmware
+    # emulators' ptys and media files named in a peripherals.toml, the screen an Xvfb display.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
-    subprocess.run(
-        [sys.executable, "-m", "hub.cli", "init", "--dev", "--state", str(tmp_path / "hub")],
-        capture_output=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "notify"))
-    sock.settimeout(240)  # the app starts in seconds; a 2-core machine shared by the suite needs more
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    async def receive() -> str:
+        # The app starts in seconds; a 2-core machine shared by the whole suite needs more.
+        return (await asyncio.wait_for(loop.sock_recv(sock, 4096), 240)).decode()
+
     # No hub listens on port 9: the welcome screen does not wait for the hub (the link retries behind it).
-    argv = [sys.executable, "-m", "kiosk.ui.main", "--hub", "wss://127.0.0.1:9/ws", "--hub-state", f"{tmp_path}/hub"]
-    argv += ["--emulate", str(tmp_path / "work"), "--state", str(tmp_path / "state")]
-    with xvfb() as display:
-        app = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**env, "DISPLAY": display, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"},
-            cwd=ROOT,
-        )
-        try:
-            messages = [_receive(sock)]
-            while messages[-1] == "WATCHDOG=1":  # the loop pings while the booth starts, before READY
-                messages.append(_receive(sock))
-            assert messages[-1] == "READY=1\nSTATUS=welcome screen up"
-            assert [_receive(sock) for _ in range(3)] == ["WATCHDOG=1"] * 3
-        finally:
-            app.terminate()
+    argv = [sys.executable, "-m", "kiosk.ui.main", "--hub", "wss://127.0.0.1:9/ws", "--hub-state", str(hub_state)]
+    argv += ["--peripherals", str(tmp_path / "peripherals.toml"), "--state", str(tmp_path / "state")]
+    async with serial_emulators(tmp_path / "dev") as ports:
+        (tmp_path / "peripherals.toml").write_text(peripherals_toml(ports, await media_files(tmp_path / "media")))
+        with xvfb() as display, (tmp_path / "app.log").open("wb") as log:
+            app = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+                env={**env, "DISPLAY": display, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"},
+                cwd=ROOT,
+            )
             try:
-                app.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                app.kill()
-                app.wait()
-            sock.close()
+                messages = [await receive()]
+                while messages[-1] == "WATCHDOG=1":  # the loop pings while the booth starts, before READY
+                    messages.append(await receive())
+                assert messages[-1] == "READY=1\nSTATUS=welcome screen up"
+                assert [await receive() for _ in range(3)] == ["WATCHDOG=1"] * 3
+            finally:
+                if app.returncode is None:
+                    app.terminate()
+                try:
+                    await asyncio.wait_for(app.wait(), 30)
+                except TimeoutError:
+                    app.kill()
+                    await app.wait()
+                sock.close()
+    assert "oximeter: disconnected -> connected" in (tmp_path / "app.log").read_text()
 
 
-def test_app_refuses_a_peripherals_file_without_the_booth_camera(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "hub.cli", "init", "--dev", "--state", str(tmp_path / "hub")],
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    )
+def test_app_refuses_a_peripherals_file_without_the_booth_camera(tmp_path: Path, hub_state: Path) -> None:
     peripherals = tmp_path / "peripherals.toml"
     peripherals.write_text('[microphone]\ndevice = "hw:CARD=Booth,DEV=0"\n')
-    argv = [sys.executable, "-m", "kiosk.ui.main", "--hub", "wss://127.0.0.1:9/ws", "--hub-state", f"{tmp_path}/hub"]
+    argv = [sys.executable, "-m", "kiosk.ui.main", "--hub", "wss://127.0.0.1:9/ws", "--hub-state", str(hub_state)]
     argv += ["--peripherals", str(peripherals), "--state", str(tmp_path / "state")]
 
     result = subprocess.run(
