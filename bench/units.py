@@ -1,4 +1,5 @@
-"""Exposure score of each systemd unit the project ships, as ``systemd-analyze security`` rates it.
+"""Exposure score of each systemd unit the project ships, as ``systemd-analyze security`` rates it,
+and how long kiosk-app takes from start to READY=1 (its welcome screen drawn).
 
     python -m bench.units          # or: python -m bench.run units
 
@@ -13,12 +14,15 @@ project would be installed (``/opt/kiosk/venv/bin``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +107,68 @@ def verify(root: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def app_ready_seconds(work: Path, *, runs: int = 3) -> list[float]:
+    """Seconds from starting kiosk-app (emulated peripherals, Xvfb, no hub) to its READY=1, ``runs`` times.
+
+    The first run also generates the emulators' media files; later runs reuse them, as a booth's restarts do.
+    """
+    from kiosk.demo.display import xvfb
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "HOME": str(work)}
+    subprocess.run(
+        [sys.executable, "-m", "hub.cli", "init", "--dev", "--state", str(work / "hub")],
+        capture_output=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+        check=True,
+    )
+    argv = [sys.executable, "-m", "kiosk.ui.main", "--hub", "wss://127.0.0.1:9/ws", "--hub-state", str(work / "hub")]
+    argv += ["--emulate", str(work / "emulated"), "--state", str(work / "state")]
+    timings = []
+    with xvfb() as display:
+        for attempt in range(runs):
+            notify = work / f"notify-{attempt}"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.bind(str(notify))
+                sock.settimeout(300)
+                started = time.monotonic()
+                app = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env={**env, "DISPLAY": display, "NOTIFY_SOCKET": str(notify)},
+                    cwd=root,
+                )
+                try:
+                    while not sock.recv(4096).startswith(b"READY=1"):
+                        pass
+                    timings.append(round(time.monotonic() - started, 2))
+                finally:
+                    app.terminate()
+                    try:
+                        app.wait(30)
+                    except subprocess.TimeoutExpired:
+                        app.kill()
+                        app.wait()
+    return timings
+
+
 def run() -> dict[str, Any]:
-    """Every service's exposure score and whether the whole set verifies cleanly."""
+    """Every service's exposure score, whether the whole set verifies cleanly, and kiosk-app's time to ready."""
     scores = {unit.name: exposure(security(unit).stdout) for unit in services()}
     with tempfile.TemporaryDirectory(prefix="kiosk-units-") as tmp:
         result = verify(stub_root(Path(tmp)), [unit.name for unit in units()])
+    with tempfile.TemporaryDirectory(prefix="kiosk-app-ready-") as tmp:
+        ready = app_ready_seconds(Path(tmp))
     return {
         "bench": "units",
         "exposure": scores,
         "max_exposure": max(scores.values()),
         "verify_clean": result.returncode == 0 and not result.stderr.strip(),
+        "app_ready_seconds": ready,
+        "app_ready_note": "kiosk-app start to READY=1 under Xvfb on emulated peripherals; first run makes the media",
     }
 
 
