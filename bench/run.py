@@ -3,7 +3,8 @@
     python -m bench.run [NAME ...]
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
-``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``, ``enrolment``); none means all.
+``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
+``enrolment``, ``records``, ``units``); none means all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ BENCHMARKS = (
     "consultation",
     "patient_app",
     "enrolment",
+    "records",
+    "units",
 )
 
 
