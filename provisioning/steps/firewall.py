@@ -24,13 +24,17 @@ maintenance access is enabled, limited per source address.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from provisioning.steps._fields import IPAddress, IPNetwork, check_keys, fail, get_bool, get_int
+from provisioning.config import BoothConfig
+from provisioning.core import Change, Command, EnsurePackages, SystemdUnitState, Target, WriteFile
+from provisioning.steps import ssh
+from provisioning.steps._fields import IPAddress, IPNetwork, check_keys, fail, get_bool, get_int, port
 
 RULESET: Final = "/etc/nftables.conf"
 TABLE: Final = "kiosk"
@@ -66,6 +70,9 @@ class FirewallSettings:
     """Allow DHCP (udp 68->67) and DHCPv6 (udp 546->547): most booths get their address this way."""
     log_drops_per_minute: int = 10
     """How many dropped packets per minute reach the journal (each direction); 0 logs none."""
+    turn_relay_ports: tuple[int, int] | None = None
+    """UDP port range of the TURN servers' relays, opened too when set: only needed when the booth
+    may send straight to a doctor's relayed candidate instead of through its own allocation."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,20 @@ class FirewallPolicy:
 
 
 def parse_settings(table: Mapping[str, Any]) -> FirewallSettings:
-    check_keys(table, {"dhcp", "log_drops_per_minute"}, "firewall")
+    check_keys(table, {"dhcp", "log_drops_per_minute", "turn_relay_ports"}, "firewall")
+    relay = table.get("turn_relay_ports")
+    relay_range: tuple[int, int] | None = None
+    if relay is not None:
+        key = "firewall.turn_relay_ports"
+        if not isinstance(relay, list) or len(relay) != 2:
+            raise fail(key, "must be [first, last], e.g. [49152, 65535]")
+        relay_range = (port(relay[0], key), port(relay[1], key))
+        if relay_range[0] > relay_range[1]:
+            raise fail(key, "the first port must not be above the last")
     return FirewallSettings(
         dhcp=get_bool(table, "dhcp", "firewall", True),
         log_drops_per_minute=get_int(table, "log_drops_per_minute", "firewall", 10, 0, 600),
+        turn_relay_ports=relay_range,
     )
 
 
@@ -139,8 +156,53 @@ def _set_name(service: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in service.lower())
 
 
+def policy_for(config: BoothConfig, resolver: Resolver = system_resolver) -> FirewallPolicy:
+    """The services a booth with this configuration talks to, names resolved now."""
+    settings = parse_settings(config.section("firewall"))
+    dns = tuple(resolve(server, "network.dns") for server in config.dns_servers)
+    services = [
+        Service("dns", _flat(dns), (("udp", 53, 53), ("tcp", 53, 53))),
+        Service("ntp", _flat(resolve(s, "network.ntp", resolver) for s in config.ntp_servers), (("udp", 123, 123),)),
+        Service(
+            "hub",
+            resolve(config.hub_host, "hub.host", resolver),
+            tuple(("tcp", p, p) for p in sorted({config.hub_booth_port, config.hub_https_port})),
+        ),
+    ]
+    turn_hosts = sorted({server.host for server in config.turn_servers})
+    for host in turn_hosts:
+        listening = {(s.transport, s.port, s.port) for s in config.turn_servers if s.host == host}
+        if settings.turn_relay_ports is not None:
+            listening.add(("udp", *settings.turn_relay_ports))
+        services.append(Service(f"turn {host}", resolve(host, "network.turn", resolver), tuple(sorted(listening))))
+    access = ssh.parse_settings(config.section("ssh"))
+    ssh_access = (
+        SshAccess(access.port, access.allow_from, access.new_connections_per_minute) if access.enabled else None
+    )
+    return FirewallPolicy(services=tuple(services), ssh=ssh_access, settings=settings)
+
+
+def _flat(groups: Iterable[tuple[IPAddress, ...]]) -> tuple[IPAddress, ...]:
+    return tuple(sorted({a for group in groups for a in group}, key=lambda a: (a.version, int(a))))
+
+
+def fingerprint(ruleset: str) -> str:
+    """What the table's comment carries, so a running booth can tell whether the loaded ruleset is this one."""
+    return hashlib.sha256(ruleset.encode()).hexdigest()[:16]
+
+
 def render_ruleset(policy: FirewallPolicy) -> str:
-    """The whole nftables ruleset (``/etc/nftables.conf``), checked with ``nft -c -f``."""
+    """The whole nftables ruleset (``/etc/nftables.conf``), checked with ``nft -c -f``.
+
+    The table's comment is the fingerprint of the rest of the file (:func:`fingerprint`).
+    """
+    body = _render(policy)
+    marker = f"table inet {TABLE} {{\n"
+    head, _, tail = body.partition(marker)
+    return f'{head}{marker}\tcomment "kiosk-provision {fingerprint(body)}"\n{tail}'
+
+
+def _render(policy: FirewallPolicy) -> str:
     names = [_set_name(s.name) for s in policy.services]
     if len(set(names)) != len(names):
         raise fail("firewall", "two services share a name")
@@ -244,3 +306,34 @@ def _nfproto(family: str) -> str:
 
 def _comment(text: str) -> str:
     return "".join(c for c in text if c.isalnum() or c in " .:-_")[:120]
+
+
+@dataclass(frozen=True)
+class FirewallStep:
+    """The ``firewall`` step: nftables installed, the ruleset written, enabled at boot, loaded when live."""
+
+    name: str = "firewall"
+    description: str = "nftables: default deny in and out; DNS, NTP, the hub and TURN only"
+    resolver: Resolver = system_resolver
+
+    def changes(self, config: BoothConfig, target: Target) -> list[Change]:
+        ruleset = render_ruleset(policy_for(config, self.resolver))
+        changes: list[Change] = [
+            EnsurePackages(("nftables",)),
+            WriteFile(RULESET, ruleset.encode(), mode=0o755),
+            SystemdUnitState("nftables.service", "enabled"),
+        ]
+        if not target.is_chroot:
+            # On a running booth, load it now; the table's comment tells whether this very ruleset is loaded.
+            mark = ruleset.split('comment "', 1)[1].split('"', 1)[0]
+            changes.append(
+                Command(
+                    ("nft", "-f", RULESET),
+                    ("sh", "-c", f'nft list table inet {TABLE} 2>/dev/null | grep -qF "{mark}"'),
+                    f"load {RULESET}",
+                )
+            )
+        return changes
+
+
+STEP = FirewallStep()

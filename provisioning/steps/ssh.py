@@ -23,7 +23,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from provisioning.steps._fields import IPNetwork, check_keys, fail, get_bool, get_int, get_list, network, port
+from provisioning.config import BoothConfig
+from provisioning.core import (
+    Change,
+    Command,
+    EnsureDirectory,
+    EnsurePackages,
+    EnsureUser,
+    RemovePath,
+    SystemdUnitState,
+    Target,
+    WriteFile,
+)
+from provisioning.steps._fields import (
+    IPNetwork,
+    check_keys,
+    fail,
+    get_bool,
+    get_int,
+    get_list,
+    network,
+    port,
+)
 
 SSHD_CONFIG: Final = "/etc/ssh/sshd_config"
 HOST_KEY: Final = "/etc/ssh/ssh_host_ed25519_key"
@@ -74,6 +95,8 @@ class SshSettings:
     """(user, keys) pairs, sorted by user: the maintenance accounts and who may use them."""
     allow_from: tuple[IPNetwork, ...] = ()
     """Networks a technician may connect from; empty means any source."""
+    groups: tuple[str, ...] = ("adm", "systemd-journal")
+    """Supplementary groups of the maintenance users: reading the logs is what maintenance needs most."""
     max_auth_tries: int = 3
     login_grace_time: int = 20
     new_connections_per_minute: int = 6
@@ -117,6 +140,7 @@ def parse_settings(table: Mapping[str, Any]) -> SshSettings:
             "port",
             "authorized_keys",
             "allow_from",
+            "groups",
             "max_auth_tries",
             "login_grace_time",
             "new_connections_per_minute",
@@ -137,9 +161,16 @@ def parse_settings(table: Mapping[str, Any]) -> SshSettings:
         keys.append((user, tuple(parse_key(line, f"{where}[{i}]") for i, line in enumerate(lines))))
     if enabled and not keys:
         raise fail("ssh.authorized_keys", "SSH is enabled but no user has a key: nobody could log in")
-    allow_from = tuple(network(item, f"ssh.allow_from[{i}]") for i, item in enumerate(get_list(table, "allow_from", "ssh")))
+    allow_from = tuple(
+        network(item, f"ssh.allow_from[{i}]") for i, item in enumerate(get_list(table, "allow_from", "ssh"))
+    )
+    groups = get_list(table, "groups", "ssh") if "groups" in table else list(SshSettings.groups)
+    for i, group in enumerate(groups):
+        if not isinstance(group, str) or not USER_NAME.match(group):
+            raise fail(f"ssh.groups[{i}]", "is not a valid group name")
     return SshSettings(
         enabled=enabled,
+        groups=tuple(groups),
         port=port(table.get("port", 22), "ssh.port"),
         keys=tuple(keys),
         allow_from=allow_from,
@@ -230,3 +261,54 @@ def render_sshd_config(
 
 def render_authorized_keys(keys: tuple[AuthorizedKey, ...]) -> str:
     return "".join(key.line() + "\n" for key in keys)
+
+
+@dataclass(frozen=True)
+class SshStep:
+    """The ``ssh`` step: masked by default, hardened key-only maintenance access when enabled."""
+
+    name: str = "ssh"
+    description: str = "SSH off, or key-only with hardened algorithms for maintenance"
+
+    def changes(self, config: BoothConfig, target: Target) -> list[Change]:
+        settings = parse_settings(config.section("ssh"))
+        if not settings.enabled:
+            # Masked, not just disabled: nothing (a package upgrade, a socket) can start it.
+            return [
+                SystemdUnitState("ssh.service", "masked"),
+                SystemdUnitState("ssh.socket", "masked"),
+                RemovePath(AUTHORIZED_KEYS_DIR),
+            ]
+        changes: list[Change] = [EnsurePackages(("openssh-server",))]
+        for user in settings.users:
+            if user != "root":
+                home = f"/home/{user}"
+                changes += [
+                    EnsureUser(user, home=home, shell="/bin/bash", groups=settings.groups),
+                    EnsureDirectory(home, mode=0o700, owner=user, group=user),
+                ]
+        changes.append(EnsureDirectory(AUTHORIZED_KEYS_DIR, mode=0o755))
+        keys_dir = target.path(AUTHORIZED_KEYS_DIR)
+        if keys_dir.is_dir():
+            # Keys of users taken out of the configuration go, or they could still log in.
+            stale = sorted(p.name for p in keys_dir.iterdir() if p.name not in settings.users)
+            changes += [RemovePath(f"{AUTHORIZED_KEYS_DIR}/{name}") for name in stale]
+        changes += [
+            WriteFile(f"{AUTHORIZED_KEYS_DIR}/{user}", render_authorized_keys(keys).encode())
+            for user, keys in settings.keys
+        ]
+        changes += [
+            # Generated on the booth: each booth has its own host key.
+            Command(
+                ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", HOST_KEY),
+                ("test", "-s", HOST_KEY),
+                f"generate the ed25519 host key {HOST_KEY}",
+            ),
+            WriteFile(SSHD_CONFIG, render_sshd_config(settings).encode()),
+            SystemdUnitState("ssh.socket", "disabled"),
+            SystemdUnitState("ssh.service", "enabled"),
+        ]
+        return changes
+
+
+STEP = SshStep()

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from devices.config import AUDIO_ROLES, CAMERA_ROLES, SERIAL_ROLES
+from provisioning.config import BoothConfig
+from provisioning.core import Change, SystemdUnitState, Target, WriteFile
 from provisioning.steps._fields import check_keys, fail, get_list, get_str
 
 RULES: Final = "/etc/udev/rules.d/70-kiosk-peripherals.rules"
@@ -187,3 +189,21 @@ def render_rules(settings: UdevSettings) -> str:
                 f'ENV{{KIOSK_ROLE}}="{device.role}"'
             )
     return "\n".join(lines) + "\n" + _FOOTER
+
+
+@dataclass(frozen=True)
+class UdevStep:
+    """The ``udev`` step: the peripheral rules written; ModemManager masked."""
+
+    name: str = "udev"
+    description: str = "udev: stable peripheral names, ModemManager kept off the serial ports"
+
+    def changes(self, config: BoothConfig, target: Target) -> list[Change]:
+        settings = parse_settings(config.section("udev"))
+        return [
+            WriteFile(RULES, render_rules(settings).encode()),
+            SystemdUnitState("ModemManager.service", "masked"),
+        ]
+
+
+STEP = UdevStep()

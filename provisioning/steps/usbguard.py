@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from provisioning.config import ConfigError
+from provisioning.config import BoothConfig, ConfigError
+from provisioning.core import Change, EnsurePackages, SystemdUnitState, Target, WriteFile
 from provisioning.steps._fields import check_keys, fail, get_bool, get_list, get_str
 
 RULES: Final = "/etc/usbguard/rules.conf"
@@ -94,7 +95,9 @@ def parse_settings(table: Mapping[str, Any]) -> UsbguardSettings:
             raise fail(f"{where}.id", 'must be "vendor:product" in hex, e.g. "10c4:ea60"')
         raw = get_list(entry, "interfaces", where)
         if not raw:
-            raise fail(f"{where}.interfaces", "must list the device's interfaces (see `lsusb -v` or `usbguard list-devices`)")
+            raise fail(
+                f"{where}.interfaces", "must list the device's interfaces (see `lsusb -v` or `usbguard list-devices`)"
+            )
         interfaces = tuple(sorted({parse_interface(item, f"{where}.interfaces[{j}]") for j, item in enumerate(raw)}))
         serial = entry.get("serial", "")
         if serial != "" and (not isinstance(serial, str) or not _SERIAL.match(serial)):
@@ -126,7 +129,10 @@ def render_rules(settings: UsbguardSettings) -> str:
         rules(settings)[0],
     ]
     if settings.allow_hubs:
-        lines += ["# USB hubs, hub interface only: devices behind them are judged by the rules below.", rules(settings)[1]]
+        lines += [
+            "# USB hubs, hub interface only: devices behind them are judged by the rules below.",
+            rules(settings)[1],
+        ]
     for device in settings.allow:
         lines += [f"# {device.name}", rule_for(device)]
     return "\n".join(lines) + "\n"
@@ -162,3 +168,24 @@ def render_daemon_conf(rules_path: str = RULES) -> str:
             "",
         ]
     )
+
+
+@dataclass(frozen=True)
+class UsbguardStep:
+    """The ``usbguard`` step: the daemon installed, its policy and configuration written, enabled at boot."""
+
+    name: str = "usbguard"
+    description: str = "USBGuard: only the configured peripheral models, never mass storage"
+
+    def changes(self, config: BoothConfig, target: Target) -> list[Change]:
+        settings = parse_settings(config.section("usbguard"))
+        # 0600: the daemon refuses policy files others can read or write.
+        return [
+            EnsurePackages(("usbguard",)),
+            WriteFile(RULES, render_rules(settings).encode(), mode=0o600),
+            WriteFile(DAEMON_CONF, render_daemon_conf().encode(), mode=0o600),
+            SystemdUnitState("usbguard.service", "enabled"),
+        ]
+
+
+STEP = UsbguardStep()
