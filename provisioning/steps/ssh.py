@@ -107,6 +107,33 @@ class SshSettings:
         return tuple(user for user, _ in self.keys)
 
 
+def _ssh_strings(raw: bytes) -> list[bytes] | None:
+    """Split a blob into RFC 4251 section 5 strings (uint32 length, then the bytes), or None if malformed."""
+    out: list[bytes] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            return None
+        length = int.from_bytes(raw[offset : offset + 4], "big")
+        offset += 4
+        if offset + length > len(raw):
+            return None
+        out.append(raw[offset : offset + length])
+        offset += length
+    return out
+
+
+def _well_formed(kind: str, raw: bytes) -> bool:
+    # RFC 8709 section 4: ssh-ed25519 is the type and a 32-byte key; OpenSSH's
+    # PROTOCOL.u2f adds the FIDO application ("ssh:...") for sk-ssh-ed25519.
+    strings = _ssh_strings(raw)
+    if strings is None or not strings or strings[0] != kind.encode():
+        return False
+    if kind == "ssh-ed25519":
+        return len(strings) == 2 and len(strings[1]) == 32
+    return len(strings) == 3 and len(strings[1]) == 32 and strings[2].startswith(b"ssh:")
+
+
 def parse_key(line: object, key: str) -> AuthorizedKey:
     """Check one ``authorized_keys`` line; options (``command=``, ``from=``) are refused on purpose."""
     if not isinstance(line, str):
@@ -122,9 +149,7 @@ def parse_key(line: object, key: str) -> AuthorizedKey:
         raw = base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
         raise fail(key, "the key is not valid base64") from None
-    # RFC 4253 section 6.6: the blob starts with the key type as an SSH string.
-    length = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
-    if length != len(kind) or raw[4 : 4 + length] != kind.encode() or len(raw) <= 4 + length:
+    if not _well_formed(kind, raw):
         raise fail(key, "the key's data does not match its type")
     if comment and not _COMMENT.match(comment):
         raise fail(key, "the comment must be printable ASCII on one line")
@@ -185,8 +210,9 @@ def render_sshd_config(
     *,
     host_key: str = HOST_KEY,
     authorized_keys_dir: str = AUTHORIZED_KEYS_DIR,
+    listen_address: str | None = None,
 ) -> str:
-    """The whole ``sshd_config`` for maintenance access (paths are parameters for tests)."""
+    """The whole ``sshd_config`` for maintenance access (paths and address are parameters for tests)."""
     if settings.allow_from:
         allow = " ".join(f"{user}@{net.with_prefixlen}" for user in settings.users for net in settings.allow_from)
     else:
@@ -197,6 +223,7 @@ def render_sshd_config(
         "# Rendered by kiosk-provision (step ssh) from the [ssh] table of the booth configuration.",
         "# Do not edit: `kiosk-provision --check` reports any change as drift.",
         f"Port {settings.port}",
+        *([f"ListenAddress {listen_address}"] if listen_address else []),
         "AddressFamily any",
         f"HostKey {host_key}",
         "",
