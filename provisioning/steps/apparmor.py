@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from provisioning.config import BoothConfig
 from provisioning.core import Change, Command, EnsurePackages, RemovePath, SystemdUnitState, Target, WriteFile
-from provisioning.steps._fields import check_keys, get_bool
+from provisioning.fields import check_keys, get_bool
 
 PROFILE_NAME: Final = "kiosk-app"
 PROFILE: Final = f"/etc/apparmor.d/{PROFILE_NAME}"

@@ -33,8 +33,8 @@ from typing import Any, Final
 
 from provisioning.config import BoothConfig
 from provisioning.core import Change, Command, EnsurePackages, SystemdUnitState, Target, WriteFile
+from provisioning.fields import IPAddress, IPNetwork, check_keys, fail, get_bool, get_int, port
 from provisioning.steps import ssh
-from provisioning.steps._fields import IPAddress, IPNetwork, check_keys, fail, get_bool, get_int, port
 
 RULESET: Final = "/etc/nftables.conf"
 TABLE: Final = "kiosk"
@@ -124,15 +124,25 @@ def resolve(host: str, key: str, resolver: Resolver = system_resolver) -> tuple[
     return addresses
 
 
+def _merged(ports: Iterable[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Overlapping or adjacent port spans of one protocol joined: nft refuses overlapping interval elements."""
+    out: list[tuple[str, int, int]] = []
+    for proto, first, last in sorted(ports):
+        if out and out[-1][0] == proto and first <= out[-1][2] + 1:
+            out[-1] = (proto, out[-1][1], max(last, out[-1][2]))
+        else:
+            out.append((proto, first, last))
+    return out
+
+
 def _elements(addresses: Iterable[IPAddress], ports: Iterable[tuple[str, int, int]], version: int) -> list[str]:
+    spans = _merged(ports)
     out = []
-    for addr in addresses:
-        if addr.version != version:
-            continue
-        for proto, first, last in ports:
+    for addr in sorted({a for a in addresses if a.version == version}, key=int):
+        for proto, first, last in spans:
             span = str(first) if first == last else f"{first}-{last}"
             out.append(f"{addr} . {proto} . {span}")
-    return sorted(set(out))
+    return out
 
 
 def _set(name: str, version: int, elements: list[str]) -> list[str]:

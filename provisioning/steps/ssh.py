@@ -35,7 +35,7 @@ from provisioning.core import (
     Target,
     WriteFile,
 )
-from provisioning.steps._fields import (
+from provisioning.fields import (
     IPNetwork,
     check_keys,
     fail,

@@ -29,7 +29,7 @@ from typing import Any, Final
 from devices.config import AUDIO_ROLES, CAMERA_ROLES, SERIAL_ROLES
 from provisioning.config import BoothConfig
 from provisioning.core import Change, SystemdUnitState, Target, WriteFile
-from provisioning.steps._fields import check_keys, fail, get_list, get_str
+from provisioning.fields import check_keys, fail, get_list, get_str
 
 RULES: Final = "/etc/udev/rules.d/70-kiosk-peripherals.rules"
 

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from provisioning.config import BoothConfig, ConfigError
 from provisioning.core import Change, EnsurePackages, SystemdUnitState, Target, WriteFile
-from provisioning.steps._fields import check_keys, fail, get_bool, get_list, get_str
+from provisioning.fields import check_keys, fail, get_bool, get_list, get_str
 
 RULES: Final = "/etc/usbguard/rules.conf"
 DAEMON_CONF: Final = "/etc/usbguard/usbguard-daemon.conf"
