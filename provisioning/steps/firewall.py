@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from provisioning.config import BoothConfig
 from provisioning.core import Change, Command, EnsurePackages, SystemdUnitState, Target, WriteFile
-from provisioning.fields import IPAddress, IPNetwork, check_keys, fail, get_bool, get_int, port
+from provisioning.fields import IPAddress, IPNetwork, address, check_keys, fail, get_bool, get_int, port
 from provisioning.steps import ssh
 
 RULESET: Final = "/etc/nftables.conf"
@@ -73,6 +73,8 @@ class FirewallSettings:
     turn_relay_ports: tuple[int, int] | None = None
     """UDP port range of the TURN servers' relays, opened too when set: only needed when the booth
     may send straight to a doctor's relayed candidate instead of through its own allocation."""
+    addresses: tuple[tuple[str, tuple[IPAddress, ...]], ...] = ()
+    """Host names pinned to addresses (not resolved): provisioning offline, or a hub behind fixed addresses."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,16 @@ class FirewallPolicy:
 
 
 def parse_settings(table: Mapping[str, Any]) -> FirewallSettings:
-    check_keys(table, {"dhcp", "log_drops_per_minute", "turn_relay_ports"}, "firewall")
+    check_keys(table, {"dhcp", "log_drops_per_minute", "turn_relay_ports", "addresses"}, "firewall")
+    pinned = table.get("addresses", {})
+    if not isinstance(pinned, dict):
+        raise fail("firewall.addresses", 'must be a table of host = ["address", ...]')
+    addresses = []
+    for host, values in sorted(pinned.items()):
+        key = f"firewall.addresses.{host}"
+        if not isinstance(values, list) or not values:
+            raise fail(key, "must be a non-empty list of IP addresses")
+        addresses.append((host, tuple(address(value, f"{key}[{i}]") for i, value in enumerate(values))))
     relay = table.get("turn_relay_ports")
     relay_range: tuple[int, int] | None = None
     if relay is not None:
@@ -99,6 +110,7 @@ def parse_settings(table: Mapping[str, Any]) -> FirewallSettings:
         dhcp=get_bool(table, "dhcp", "firewall", True),
         log_drops_per_minute=get_int(table, "log_drops_per_minute", "firewall", 10, 0, 600),
         turn_relay_ports=relay_range,
+        addresses=tuple(addresses),
     )
 
 
@@ -169,13 +181,18 @@ def _set_name(service: str) -> str:
 def policy_for(config: BoothConfig, resolver: Resolver = system_resolver) -> FirewallPolicy:
     """The services a booth with this configuration talks to, names resolved now."""
     settings = parse_settings(config.section("firewall"))
+    pinned = dict(settings.addresses)
+
+    def lookup(host: str) -> tuple[IPAddress, ...]:
+        return pinned[host] if host in pinned else resolver(host)
+
     dns = tuple(resolve(server, "network.dns") for server in config.dns_servers)
     services = [
         Service("dns", _flat(dns), (("udp", 53, 53), ("tcp", 53, 53))),
-        Service("ntp", _flat(resolve(s, "network.ntp", resolver) for s in config.ntp_servers), (("udp", 123, 123),)),
+        Service("ntp", _flat(resolve(s, "network.ntp", lookup) for s in config.ntp_servers), (("udp", 123, 123),)),
         Service(
             "hub",
-            resolve(config.hub_host, "hub.host", resolver),
+            resolve(config.hub_host, "hub.host", lookup),
             tuple(("tcp", p, p) for p in sorted({config.hub_booth_port, config.hub_https_port})),
         ),
     ]
@@ -184,7 +201,7 @@ def policy_for(config: BoothConfig, resolver: Resolver = system_resolver) -> Fir
         listening = {(s.transport, s.port, s.port) for s in config.turn_servers if s.host == host}
         if settings.turn_relay_ports is not None:
             listening.add(("udp", *settings.turn_relay_ports))
-        services.append(Service(f"turn {host}", resolve(host, "network.turn", resolver), tuple(sorted(listening))))
+        services.append(Service(f"turn {host}", resolve(host, "network.turn", lookup), tuple(sorted(listening))))
     access = ssh.parse_settings(config.section("ssh"))
     ssh_access = (
         SshAccess(access.port, access.allow_from, access.new_connections_per_minute) if access.enabled else None

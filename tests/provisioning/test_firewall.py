@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioning.config import BoothConfig, parse_config
+from provisioning.config import BoothConfig, load_config, parse_config
 from provisioning.core import Command, EnsurePackages, SystemdUnitState, Target
 from provisioning.errors import ConfigError
 from provisioning.fields import IPAddress
@@ -99,6 +99,27 @@ def test_relay_range_and_ssh_when_configured() -> None:
     assert "ip saddr { 192.0.2.0/24 } tcp dport 2222 ct state new accept" in ruleset
     assert "ip6 saddr" not in ruleset.split("chain input")[1].split("chain forward")[0].replace("ip6 saddr fe80", "")
     assert "limit rate over 6/minute" in ruleset
+
+
+def unreachable(host: str) -> tuple[IPAddress, ...]:
+    raise OSError(-3, "Temporary failure in name resolution")
+
+
+def test_pinned_addresses_are_used_instead_of_dns() -> None:
+    pinned = {"addresses": {"hub.example.org": ["192.0.2.10"], "turn.example.org": ["192.0.2.11", "2001:db8::11"]}}
+    config = booth_config(firewall=pinned, network={"dns": ["192.0.2.53"], "turn": ["turn:turn.example.org"]})
+    ruleset = firewall.render_ruleset(firewall.policy_for(config, unreachable))
+    assert "192.0.2.10 . tcp . 8443-8444" in ruleset
+    assert "2001:db8::11 . udp . 3478" in ruleset
+    with pytest.raises(ConfigError) as raised:
+        firewall.parse_settings({"addresses": {"hub.example.org": ["hub"]}})
+    assert raised.value.key == "firewall.addresses.hub.example.org[0]"
+
+
+def test_the_example_configuration_renders_offline(tmp_path: Path) -> None:
+    config = load_config(Path(__file__).parents[2] / "provisioning" / "example.toml")
+    result = nft_check(firewall.render_ruleset(firewall.policy_for(config, unreachable)), tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_names_that_do_not_resolve_name_their_key() -> None:
