@@ -22,6 +22,9 @@ STAMP_VENV := $(VENV)/.stamp-install
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
 	chromium libnss3-tools fonts-dejavu-core
+# Provisioning policies (tests run the real tools on the rendered files): sshd -t and a live
+# sshd, nft -c and network namespaces (iproute2), usbguard-rule-parser, udevadm test, apparmor_parser.
+APT_PACKAGES += openssh-server openssh-client nftables iproute2 usbguard udev apparmor
 
 .PHONY: demo test lint typecheck unit bench clean setup
 

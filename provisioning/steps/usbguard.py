@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from provisioning.config import BoothConfig, ConfigError
-from provisioning.core import Change, EnsurePackages, SystemdUnitState, Target, WriteFile
+from provisioning.core import Change, EnsurePackages, RemovePath, SystemdUnitState, Target, WriteFile
 from provisioning.fields import check_keys, fail, get_bool, get_list, get_str
 
 RULES: Final = "/etc/usbguard/rules.conf"
 DAEMON_CONF: Final = "/etc/usbguard/usbguard-daemon.conf"
+PLUGDEV_ACCESS: Final = "/etc/usbguard/IPCAccessControl.d/:plugdev"
 
 MASS_STORAGE_CLASS: Final = "08"
 HUB_CLASS: Final = "09"
@@ -184,6 +185,8 @@ class UsbguardStep:
             EnsurePackages(("usbguard",)),
             WriteFile(RULES, render_rules(settings).encode(), mode=0o600),
             WriteFile(DAEMON_CONF, render_daemon_conf().encode(), mode=0o600),
+            # Debian's postinst lets group plugdev allow devices over IPC; the kiosk user may be in plugdev.
+            RemovePath(PLUGDEV_ACCESS),
             SystemdUnitState("usbguard.service", "enabled"),
         ]
 

@@ -114,9 +114,13 @@ def test_step_changes(target: Target) -> None:
     assert written(changes, usbguard.RULES).decode() == usbguard.render_rules(usbguard.parse_settings(PERIPHERALS))
     assert all(c.mode == 0o600 for c in changes if isinstance(c, WriteFile))
     assert SystemdUnitState("usbguard.service", "enabled") in changes
-    for change in changes[1:3]:
+    plugdev = target.path(usbguard.PLUGDEV_ACCESS)
+    plugdev.parent.mkdir(parents=True)
+    plugdev.write_text("Devices=modify,list,listen\n")
+    for change in changes[1:4]:
         change.apply(target)
         assert change.is_applied(target)
+    assert not plugdev.exists()
 
 
 _pattern = st.one_of(
