@@ -86,8 +86,8 @@ profile {layout.name} {layout.program}{flags} {{
 
   # The program: a console script run by the venv's interpreter; the venv is read-only.
   {layout.program} r,
-  {layout.venv}/bin/python{{,3,3.[0-9]*}} rix,
-  /usr/bin/python3{{,.[0-9]*}} rix,
+  {layout.venv}/bin/python{{,3,3.[0-9]*}} mrix,
+  /usr/bin/python3{{,.[0-9]*}} mrix,
   {install}/ r,
   {install}/** r,
   {install}/**.so{{,.[0-9]*}} mr,

@@ -26,17 +26,31 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from provisioning.config import BoothConfig
+from provisioning.config import BoothConfig, check_host
 from provisioning.core import Change, Command, EnsurePackages, SystemdUnitState, Target, WriteFile
-from provisioning.fields import IPAddress, IPNetwork, address, check_keys, fail, get_bool, get_int, port
+from provisioning.fields import (
+    IPAddress,
+    IPNetwork,
+    address,
+    check_keys,
+    fail,
+    get_bool,
+    get_int,
+    get_list,
+    get_str,
+    port,
+    ports,
+)
 from provisioning.steps import ssh
 
 RULESET: Final = "/etc/nftables.conf"
+_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,39}$")
 TABLE: Final = "kiosk"
 
 Resolver = Callable[[str], tuple[IPAddress, ...]]
@@ -75,6 +89,18 @@ class FirewallSettings:
     may send straight to a doctor's relayed candidate instead of through its own allocation."""
     addresses: tuple[tuple[str, tuple[IPAddress, ...]], ...] = ()
     """Host names pinned to addresses (not resolved): provisioning offline, or a hub behind fixed addresses."""
+    allow: tuple[ExtraService, ...] = ()
+    """Other servers the booth needs, e.g. the apt mirror or proxy unattended upgrades fetch from."""
+
+
+@dataclass(frozen=True)
+class ExtraService:
+    """One ``[[firewall.allow]]`` entry."""
+
+    name: str
+    host: str
+    tcp: tuple[int, ...] = ()
+    udp: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +113,22 @@ class FirewallPolicy:
 
 
 def parse_settings(table: Mapping[str, Any]) -> FirewallSettings:
-    check_keys(table, {"dhcp", "log_drops_per_minute", "turn_relay_ports", "addresses"}, "firewall")
+    check_keys(table, {"dhcp", "log_drops_per_minute", "turn_relay_ports", "addresses", "allow"}, "firewall")
+    extra = []
+    for i, entry in enumerate(get_list(table, "allow", "firewall")):
+        where = f"firewall.allow[{i}]"
+        if not isinstance(entry, dict):
+            raise fail(where, "must be a table with name, host and tcp and/or udp ports")
+        check_keys(entry, {"name", "host", "tcp", "udp"}, where)
+        name = get_str(entry, "name", where)
+        if not _NAME.match(name) or name.lower() in ("dns", "ntp", "hub") or name.lower().startswith("turn "):
+            raise fail(f"{where}.name", "must be a short label (letters, digits, '-', '_', ' ') not used by the step")
+        host = check_host(f"{where}.host", entry.get("host"))
+        tcp = ports(entry["tcp"], f"{where}.tcp") if "tcp" in entry else ()
+        udp = ports(entry["udp"], f"{where}.udp") if "udp" in entry else ()
+        if not tcp and not udp:
+            raise fail(where, "needs tcp or udp ports")
+        extra.append(ExtraService(name, host, tcp, udp))
     pinned = table.get("addresses", {})
     if not isinstance(pinned, dict):
         raise fail("firewall.addresses", 'must be a table of host = ["address", ...]')
@@ -111,6 +152,7 @@ def parse_settings(table: Mapping[str, Any]) -> FirewallSettings:
         log_drops_per_minute=get_int(table, "log_drops_per_minute", "firewall", 10, 0, 600),
         turn_relay_ports=relay_range,
         addresses=tuple(addresses),
+        allow=tuple(extra),
     )
 
 
@@ -202,6 +244,9 @@ def policy_for(config: BoothConfig, resolver: Resolver = system_resolver) -> Fir
         if settings.turn_relay_ports is not None:
             listening.add(("udp", *settings.turn_relay_ports))
         services.append(Service(f"turn {host}", resolve(host, "network.turn", lookup), tuple(sorted(listening))))
+    for entry in settings.allow:
+        spans = tuple(("tcp", p, p) for p in entry.tcp) + tuple(("udp", p, p) for p in entry.udp)
+        services.append(Service(entry.name, resolve(entry.host, "firewall.allow", lookup), spans))
     access = ssh.parse_settings(config.section("ssh"))
     ssh_access = (
         SshAccess(access.port, access.allow_from, access.new_connections_per_minute) if access.enabled else None

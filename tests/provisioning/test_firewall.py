@@ -116,6 +116,18 @@ def test_pinned_addresses_are_used_instead_of_dns() -> None:
     assert raised.value.key == "firewall.addresses.hub.example.org[0]"
 
 
+def test_other_servers_the_configuration_names() -> None:
+    allow = [
+        {"name": "apt proxy", "host": "apt.example.org", "tcp": [3142]},
+        {"name": "syslog", "host": "192.0.2.9", "udp": 514},
+    ]
+    config = booth_config(firewall={"allow": allow, "addresses": {"apt.example.org": ["192.0.2.8"]}})
+    ruleset = firewall.render_ruleset(firewall.policy_for(config, fake_resolver))
+    assert "192.0.2.8 . tcp . 3142" in ruleset
+    assert "192.0.2.9 . udp . 514" in ruleset
+    assert 'comment "apt proxy"' in ruleset
+
+
 def test_the_example_configuration_renders_offline(tmp_path: Path) -> None:
     config = load_config(Path(__file__).parents[2] / "provisioning" / "example.toml")
     result = nft_check(firewall.render_ruleset(firewall.policy_for(config, unreachable)), tmp_path)
@@ -138,7 +150,12 @@ def test_names_that_do_not_resolve_name_their_key() -> None:
         ({"log_drops_per_minute": -1}, "firewall.log_drops_per_minute"),
         ({"turn_relay_ports": [65535, 49152]}, "firewall.turn_relay_ports"),
         ({"turn_relay_ports": [1]}, "firewall.turn_relay_ports"),
-        ({"allow": ["0.0.0.0/0"]}, "firewall.allow"),
+        ({"allow": ["0.0.0.0/0"]}, "firewall.allow[0]"),
+        ({"allow": [{"name": "apt", "host": "mirror.example.org"}]}, "firewall.allow[0]"),
+        ({"allow": [{"name": "hub", "host": "a.example.org", "tcp": 80}]}, "firewall.allow[0].name"),
+        ({"allow": [{"name": "apt", "host": "not a host", "tcp": 80}]}, "firewall.allow[0].host"),
+        ({"allow": [{"name": "apt", "host": "a.example.org", "tcp": [80, 0]}]}, "firewall.allow[0].tcp"),
+        ({"addresses": {"hub.example.org": []}}, "firewall.addresses.hub.example.org"),
     ],
 )
 def test_bad_values_name_their_key(table: dict[str, object], key: str) -> None:
