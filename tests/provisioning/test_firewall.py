@@ -106,7 +106,9 @@ def unreachable(host: str) -> tuple[IPAddress, ...]:
 
 
 def test_pinned_addresses_are_used_instead_of_dns() -> None:
-    pinned = {"addresses": {"hub.example.org": ["192.0.2.10"], "turn.example.org": ["192.0.2.11", "2001:db8::11"]}}
+    pinned: dict[str, object] = {
+        "addresses": {"hub.example.org": ["192.0.2.10"], "turn.example.org": ["192.0.2.11", "2001:db8::11"]}
+    }
     config = booth_config(firewall=pinned, network={"dns": ["192.0.2.53"], "turn": ["turn:turn.example.org"]})
     ruleset = firewall.render_ruleset(firewall.policy_for(config, unreachable))
     assert "192.0.2.10 . tcp . 8443-8444" in ruleset
@@ -340,7 +342,7 @@ def test_in_a_namespace_the_hub_dns_and_turn_pass_and_nothing_else(lab: Lab, tmp
         "hub": {"host": "hub.example.org", "booth_port": 8444, "https_port": 8443},
         "network": {"dns": ["10.77.0.53"], "turn": ["turn:10.77.0.1:3478?transport=udp"]},
     }
-    config = parse_config(document)  # type: ignore[arg-type]
+    config = parse_config(document)
     policy = firewall.policy_for(config, lambda host: (A("10.77.0.1"),) if host == "hub.example.org" else ())
     rules = tmp_path / "nftables.conf"
     rules.write_text(firewall.render_ruleset(policy))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,7 @@ from tests.provisioning.policy_support import private_mounts, quote, written
 
 REPO_RULES = Path(__file__).parents[2] / "systemd" / "70-kiosk-peripherals.rules"
 
-ROLES = {
+ROLES: dict[str, Any] = {
     "serial": [
         {"role": "oximeter", "id": "10c4:ea60"},
         {"role": "nibp", "id": "0403:6001", "serial": "A10K1234"},

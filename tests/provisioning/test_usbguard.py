@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,7 @@ from provisioning.steps import usbguard
 from tests.provisioning.conftest import make_config
 from tests.provisioning.policy_support import written
 
-PERIPHERALS = {
+PERIPHERALS: dict[str, Any] = {
     "allow": [
         {"name": "Oximeter cable (CP2102)", "id": "10c4:ea60", "interfaces": ["ff:00:00"]},
         {"name": "NIBP module (FT232R)", "id": "0403:6001", "interfaces": ["ff:ff:ff"], "serial": "A10K1234"},
