@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +64,7 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
     work = tmp_path_factory.mktemp("provision")
     key_file = work / "journal-verification-key"
     config = work / "booth.toml"
-    example = (REPO / "provisioning/example.toml").read_text()
-    assert 'verification_key_file = ""' in example
-    config.write_text(example.replace('verification_key_file = ""', f'verification_key_file = "{key_file}"'))
+    config.write_text(rootfs.example_config(key_file))
     root = rootfs.copy(rootfs.packaged_root(load_config(config)), work / "root")
     try:
         status, first = provision(config, root)
@@ -200,3 +199,41 @@ def test_apparmor_profiles_parse(provisioned: Provisioned) -> None:
 def test_lynis_hardening_index(provisioned: Provisioned) -> None:
     result = lynis.audit(provisioned.root)
     assert result.hardening_index >= LYNIS_TARGET, result
+
+
+def _tiny_wheel(directory: Path) -> Path:
+    """A wheel with one console script, ``kiosk-app``: what the project step needs, offline."""
+    wheel = directory / "kiosk_dummy-0.1.0-py3-none-any.whl"
+    info = "kiosk_dummy-0.1.0.dist-info"
+    files = {
+        "kiosk_dummy/__init__.py": "def main() -> None:\n    print('kiosk-dummy ok')\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: kiosk-dummy\nVersion: 0.1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": "[console_scripts]\nkiosk-app = kiosk_dummy:main\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return wheel
+
+
+def test_project_wheel_installed_in_the_venv_once(provisioned: Provisioned, tmp_path: Path) -> None:
+    wheel = _tiny_wheel(tmp_path)
+    config = tmp_path / "booth.toml"
+    text = provisioned.config.read_text()
+    for old, new in (
+        ("[project]\ninstall = false", "[project]\ninstall = true"),
+        ('source = "dist/teleconsult_kiosk-0.1.0-py3-none-any.whl"', f'source = "{wheel}"'),
+        ("pip_args = []", 'pip_args = ["--no-index"]'),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    config.write_text(text)
+    status, first = provision(config, provisioned.root, "--only", "project")
+    assert status == 0, first
+    assert [change["step"] for change in first["changes"]] == ["project"]
+    result = in_root(provisioned.root, "/opt/kiosk/venv/bin/kiosk-app")
+    assert result.stdout.strip() == "kiosk-dummy ok"
+    status, again = provision(config, provisioned.root, "--only", "project", "--check")
+    assert (status, again["changes"]) == (0, [])
