@@ -70,7 +70,7 @@ def boot_mounts(root: Path) -> list[str]:
         where = shlex.quote(str(root) + point)
         if kind in _MOUNTABLE:
             commands.append(f"mount -t {shlex.quote(kind)} -o {shlex.quote(options)} {kind} {where}")
-        elif "bind" in options.split(","):
+        elif "bind" in options.split(",") and source.startswith("/") and ".." not in source.split("/"):
             rest = ",".join(option for option in options.split(",") if option not in ("bind", "defaults"))
             commands.append(f"mount --bind {shlex.quote(str(root) + source)} {where}")
             if rest:

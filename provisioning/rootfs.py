@@ -90,6 +90,22 @@ def packaged_root(config: BoothConfig) -> Path:
     return final
 
 
+EXAMPLE: Final = Path(__file__).parent / "example.toml"
+
+
+def example_config(verification_key_file: Path) -> str:
+    """``example.toml`` for a test root: no project wheel, the journal's verification key to a file."""
+    text = EXAMPLE.read_text()
+    for old, new in (
+        ('verification_key_file = ""', f'verification_key_file = "{verification_key_file}"'),
+        ("[project]\ninstall = true", "[project]\ninstall = false"),
+    ):
+        if old not in text:
+            raise TargetError("example.toml", f"has no {old!r} line to adapt")
+        text = text.replace(old, new)
+    return text
+
+
 def copy(source: Path, destination: Path) -> Path:
     """A private copy of a cached root (the destination must not exist)."""
     _run(["cp", "-a", "--reflink=auto", str(source), str(destination)])

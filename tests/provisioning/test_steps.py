@@ -15,7 +15,7 @@ from provisioning import core
 from provisioning.config import BoothConfig
 from provisioning.core import EnsurePackages, RemovePackages, Target
 from provisioning.errors import ConfigError
-from provisioning.steps import auditd, hardening, journald, mounts, packages, session, sysctl, upgrades
+from provisioning.steps import auditd, hardening, journald, mounts, packages, project, session, sysctl, upgrades
 
 from .conftest import make_config
 
@@ -367,3 +367,21 @@ def test_security_source_added_only_when_missing(target: Target, root: Path, con
     )
     _apply_twice(upgrades.STEP, config, target)
     assert not ours.exists(), "one security source is enough"
+
+
+def test_project_configuration(tmp_path: Path) -> None:
+    assert project.parse(make_config(project={"install": False})).install is False
+    with pytest.raises(ConfigError) as caught:
+        project.parse(make_config())
+    assert caught.value.key == "project.source"
+    with pytest.raises(ConfigError, match="not a wheel"):
+        project.parse(make_config(project={"source": str(tmp_path / "project.tar.gz")}))
+    with pytest.raises(ConfigError, match="does not exist"):
+        project.parse(make_config(project={"source": str(tmp_path / "kiosk-0.1.0-py3-none-any.whl")}))
+    wheel = tmp_path / "teleconsult_kiosk-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    settings = project.parse(make_config(project={"source": str(wheel), "pip_args": ["--no-index"]}))
+    assert (settings.source, settings.pip_args) == (wheel, ("--no-index",))
+    with pytest.raises(ConfigError) as caught:
+        project.parse(make_config(project={"source": str(wheel), "pip_args": ["--index-url=x; rm -rf /"]}))
+    assert caught.value.key == "project.pip_args"
