@@ -10,22 +10,30 @@
 
 Needs root (chroot, systemctl --root) and, on first use, a Debian mirror to
 build the cached root. ``python -m bench.run policies``.
+
+``python -m bench.policies --lynis`` (slow: two Lynis audits) prints Lynis's
+hardening index of the example booth provisioned with every step and without
+the five policy steps.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from provisioning import core, rootfs
-from provisioning.config import BoothConfig, parse_config
+from provisioning import core, lynis, rootfs, steps
+from provisioning.config import BoothConfig, load_config, parse_config
 from provisioning.steps import apparmor, firewall, ssh, udev, usbguard
 
 REPEATS = 5
+REPO = Path(__file__).parents[1]
+POLICY_STEPS = ("ssh", "firewall", "usbguard", "udev", "apparmor")
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKl6h6ep288T+sxhpozYAoz1jiCHcNnKKvpbhTdnBfze tech@laptop"
 
 
@@ -129,3 +137,30 @@ def run() -> dict[str, Any]:
         }
     )
     return out
+
+
+def lynis_contribution() -> dict[str, Any]:
+    """Lynis's index of the example booth provisioned with every step, and without the five policy steps."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-policies-lynis-") as scratch:
+        directory = Path(scratch)
+        config_file = directory / "booth.toml"
+        config_file.write_text(rootfs.example_config(directory / "journal-key"))
+        source = rootfs.packaged_root(load_config(config_file))
+        names = [step.name for step in steps.STEPS]
+        without = [name for name in names if name not in POLICY_STEPS]
+        for label, only in (("all_steps", names), ("without_policy_steps", without)):
+            root = rootfs.copy(source, directory / label)
+            argv = [sys.executable, "-m", "provisioning.cli", "--config", str(config_file), "--root", str(root)]
+            argv += ["--json", "--only", ",".join(only)]
+            result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+            if result.returncode != 0:
+                raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
+            audit = lynis.audit(root)
+            out[label] = {"hardening_index": audit.hardening_index, "tests_performed": audit.tests_performed}
+            rootfs.remove(root)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(lynis_contribution() if "--lynis" in sys.argv else run(), indent=2))
