@@ -4,7 +4,7 @@
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
 ``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
-``enrolment``, ``records``, ``units``); none means all.
+``enrolment``, ``records``, ``units``, ``provision``, ``policies``); none means all.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ BENCHMARKS = (
     "enrolment",
     "records",
     "units",
+    "provision",
+    "policies",
 )
 
 
