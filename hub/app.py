@@ -211,7 +211,8 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         heartbeat=config.heartbeat,
     )
     booths = booth_app(room, fleet_ca, heartbeat=config.heartbeat)
-    records.add_routes(booths, records.RecordsInbox(config.state / "records", audit=audit))
+    inbox = records.RecordsInbox(config.state / "records", key_ids=records.records_key_ids(config.state), audit=audit)
+    records.add_routes(booths, inbox)
     doctor_runner = web.AppRunner(doctors, access_log=None)
     booth_runner = web.AppRunner(booths, access_log=None)
     await doctor_runner.setup()
