@@ -68,6 +68,7 @@ def test_status_counts_without_opening(tmp_path: Path, capsys: pytest.CaptureFix
         "oldest_age_s": None,
         "rejected": 0,
     }
+    assert not (tmp_path / "empty").exists()  # looking does not create a spool
 
 
 def test_kiosk_app_finds_the_records_key(tmp_path: Path) -> None:
