@@ -60,6 +60,8 @@ CONFIRM_TIMEOUT = 90.0
 MAX_CHAT_LINES = 200
 OXIMETER_RECORD_SECONDS = 10.0
 """The streamed oximeter readings are sealed as one record per this many seconds."""
+RECORDS_FLUSH_SECONDS = 30.0
+"""How long the wipe waits for the session's records to be sealed and on disk."""
 
 
 class CardStatus(enum.Enum):
@@ -667,7 +669,11 @@ class Controller:
             )
         self._records = SessionRecords(wall_clock=records.wall_clock)
         try:
-            await self.services.records.flush()
+            # The next patient waits for this one's records to be sealed, but not for a disk that hangs.
+            async with asyncio.timeout(RECORDS_FLUSH_SECONDS):
+                await self.services.records.flush()
+        except TimeoutError:
+            logger.error("records still being sealed after %.0f s; the wipe goes on", RECORDS_FLUSH_SECONDS)
         except Exception:
             logger.exception("records could not be flushed")
 

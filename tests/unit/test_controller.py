@@ -24,7 +24,7 @@ from kiosk.session.consultation import (
 from kiosk.ui.controller import CardStatus, CheckState, Controller, age_on, parse_birth_date
 from kiosk.ui.flow import FailureKind, FlowConfig, Measurement, Step, Timeout, VisitReason
 from kiosk.ui.services import CardFailed, CardIdentityRead, CardPresented
-from tests.ui_fakes import FAMILY, FakeServices, synthetic_identity
+from tests.ui_fakes import FAMILY, FakeRecords, FakeServices, synthetic_identity
 
 SAS = Sas("042 917", ("abricot", "balcon", "cigale", "dune"))
 
@@ -376,3 +376,20 @@ async def test_streamed_oximeter_readings_are_sealed_as_series(app: tuple[Contro
     await settle()
     readings = services.records.documents("reading")
     assert [len(r.get("series", [])) for r in readings] == [21, 0, 4]  # type: ignore[arg-type]
+
+
+async def test_a_hanging_records_disk_does_not_block_the_wipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kiosk.ui.controller as controller_module
+
+    class HangingRecords(FakeRecords):
+        async def flush(self) -> None:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(controller_module, "RECORDS_FLUSH_SECONDS", 0.05)
+    services = FakeServices()
+    services.records = HangingRecords()
+    controller = Controller(services)
+    controller.choose_language("en")
+    controller.decline_consent()
+    await asyncio.wait_for(controller.wipe(), 5)
+    assert controller.wipes == 1 and services.records.kinds() == ["consent", "summary"]
