@@ -217,7 +217,8 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         booths,
         enrolment.Enrolment(store, fleet, audit=audit, burst=config.enrol_burst, per_minute=config.enrol_per_minute),
     )
-    records.add_routes(booths, records.RecordsInbox(config.state / "records", audit=audit))
+    inbox = records.RecordsInbox(config.state / "records", key_ids=records.records_key_ids(config.state), audit=audit)
+    records.add_routes(booths, inbox)
     doctor_runner = web.AppRunner(doctors, access_log=None)
     booth_runner = web.AppRunner(booths, access_log=None)
     await doctor_runner.setup()

@@ -36,7 +36,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hub import pki
 from hub.accounts import AuditHook
 from hub.booth_api import FLEET_CA
-from kiosk.records.seal import MAX_RECORD_BYTES, RECORD_ID, FormatError, load_private_key, open_record, parse_header
+from kiosk.records.seal import (
+    MAX_RECORD_BYTES,
+    RECORD_ID,
+    FormatError,
+    key_id,
+    load_private_key,
+    load_public_key,
+    open_record,
+    parse_header,
+)
 from kiosk.records.spool import fsync_directory
 
 logger = logging.getLogger(__name__)
@@ -51,6 +60,7 @@ class Refusal(enum.Enum):
     BAD_HEADER = "bad_header"
     WRONG_BOOTH = "wrong_booth"
     WRONG_ID = "wrong_id"
+    UNKNOWN_KEY = "unknown_key"
     CONFLICT = "conflict"
 
 
@@ -105,12 +115,34 @@ def ensure_records_key(state: Path) -> Path:
     return public_path
 
 
+def records_key_ids(state: Path) -> frozenset[bytes] | None:
+    """Key ids of the records public keys in ``state`` (``records-pub*.pem``: the current one and any kept
+    from before a rotation); None when there is none."""
+    ids = set()
+    for path in sorted(state.glob("records-pub*.pem")):
+        try:
+            ids.add(key_id(load_public_key(path.read_bytes())))
+        except (OSError, FormatError):
+            logger.warning("%s is not a records public key; ignored", path.name)
+    return frozenset(ids) or None
+
+
 class RecordsInbox:
     """Where booths' sealed records land."""
 
-    def __init__(self, root: Path, *, max_bytes: int = MAX_RECORD_BYTES, audit: AuditHook | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = MAX_RECORD_BYTES,
+        key_ids: frozenset[bytes] | None = None,
+        audit: AuditHook | None = None,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.key_ids = key_ids
+        """Records keys the operator holds (:func:`records_key_ids`); None accepts any. A record sealed to
+        another key could never be opened: refused at once, so the booth keeps it aside and says so."""
         self.audit = audit
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.remove_leftovers()
@@ -134,6 +166,8 @@ class RecordsInbox:
             raise RecordRefused(Refusal.WRONG_ID, "the record's header names another id")
         if header.booth_id != booth_id:
             raise RecordRefused(Refusal.WRONG_BOOTH, "the record was sealed by another booth")
+        if self.key_ids is not None and header.key_id not in self.key_ids:
+            raise RecordRefused(Refusal.UNKNOWN_KEY, "the record is sealed to a records key this hub does not know")
 
     def store(self, booth_id: str, record_id: str, data: bytes, sha256: str) -> Stored:
         """Check and store atomically (temporary file, fsync, link, fsync of the directory); idempotent."""
@@ -196,7 +230,10 @@ async def put_record(request: web.Request) -> web.Response:
         raise web.HTTPLengthRequired(text="Content-Length is required")
     if length > inbox.max_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=inbox.max_bytes, actual_size=length)
-    data = await request.content.readexactly(length)
+    try:
+        data = await request.content.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise web.HTTPBadRequest(text="the body ended early") from exc
     try:
         stored = await asyncio.to_thread(
             inbox.store, identity.booth_id, record_id, data, request.headers.get(SHA256_HEADER, "")

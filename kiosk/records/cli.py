@@ -28,6 +28,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 
 def spool_status(state: Path, *, now: float | None = None) -> dict[str, object]:
     """Counts, bytes and the oldest record's age, from the files and their clear headers."""
+    if not (state / "records").is_dir():
+        return {"pending": 0, "pending_bytes": 0, "kinds": {}, "oldest_age_s": None, "rejected": 0}
     spool = Spool(state / "records")
     pending = spool.pending()
     oldest_ms: int | None = None

@@ -3,13 +3,14 @@
     python -m tests.fuzz.parsers TARGET [libFuzzer options, e.g. -runs=20000]
 
 TARGET: contec-cms50-legacy, contec-cms50, suntech-nibp, suntech-host,
-lu90614, tlv, vitale, signalling. Each harness feeds the fuzzer's bytes to the parser in
+lu90614, tlv, vitale, signalling, sealed-record. Each harness feeds the fuzzer's bytes to the parser in
 fuzzer-chosen chunks and lets only the parser's own error type through;
 anything else is a crash the fuzzer reports with its input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ with atheris.instrument_imports():
     from kiosk.identity import tlv
     from kiosk.identity.errors import CardError
     from kiosk.identity.vitale import VitaleReadout
+    from kiosk.records import seal
 
 STREAM_PARSERS: dict[str, Callable[[], object]] = {
     "contec-cms50-legacy": contec_legacy.LegacyOximeterParser,
@@ -96,12 +98,27 @@ def signalling_target(data: bytes) -> None:
         assert messages.parse(messages.encode(message, direction), direction) == message
 
 
+_RECORDS_KEY = seal.X25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+def sealed_record_target(data: bytes) -> None:
+    # The hub parses headers of what booths upload; the operator's export opens whole records.
+    with contextlib.suppress(seal.FormatError):
+        seal.parse_header(data)
+    try:
+        seal.open_record(data, _RECORDS_KEY)
+    except seal.FormatError:
+        return
+    raise AssertionError("fuzzed bytes opened as a sealed record")
+
+
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     targets: dict[str, Callable[[bytes], None]] = {n: stream_target(n) for n in STREAM_PARSERS}
     targets["tlv"] = tlv_target
     targets["vitale"] = vitale_target
     targets["signalling"] = signalling_target
+    targets["sealed-record"] = sealed_record_target
     if name not in targets:
         sys.exit(f"target must be one of: {', '.join(targets)}")
     atheris.Setup([sys.argv[0], *sys.argv[2:]], targets[name])

@@ -20,13 +20,18 @@ TARGETS = [
     "tlv",
     "vitale",
     "signalling",
+    "sealed-record",
 ]
+SLOW_TARGETS = {"sealed-record"}
+"""Inputs that get past the header cost an X25519 exchange each: fewer runs keep the time bounded."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_fuzz_target_finds_no_crash(target: str, tmp_path: Path) -> None:
     runs = 100_000 if os.environ.get("CI") else 200_000
+    if target in SLOW_TARGETS:
+        runs //= 4
     result = subprocess.run(
         [sys.executable, "-m", "tests.fuzz.parsers", target, f"-runs={runs}", "-max_len=512", "-seed=1", str(tmp_path)],
         cwd=ROOT,

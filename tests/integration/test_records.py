@@ -189,7 +189,7 @@ def test_kill_9_during_writes_loses_and_corrupts_nothing(hub: DevHub, tmp_path: 
                 finally:
                     os._exit(1)
             os.close(write_end)
-            time.sleep(rng.uniform(0.0, 0.06))
+            time.sleep(rng.uniform(0.0, 0.08))
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             kills += 1
@@ -226,7 +226,7 @@ def test_kill_9_during_writes_loses_and_corrupts_nothing(hub: DevHub, tmp_path: 
     assert not missing, f"{len(missing)} acknowledged records lost"
     for record_id, digest in acknowledged.items():
         assert hashlib.sha256(open_record(stored[record_id].read_bytes(), key).payload).hexdigest() == digest
-    assert len(acknowledged) >= 50
+    assert len(acknowledged) >= 30
 
 
 # -- a session while the hub is down; a stolen booth --------------------------------------------------------

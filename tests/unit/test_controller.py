@@ -24,7 +24,7 @@ from kiosk.session.consultation import (
 from kiosk.ui.controller import CardStatus, CheckState, Controller, age_on, parse_birth_date
 from kiosk.ui.flow import FailureKind, FlowConfig, Measurement, Step, Timeout, VisitReason
 from kiosk.ui.services import CardFailed, CardIdentityRead, CardPresented
-from tests.ui_fakes import FAMILY, FakeServices, synthetic_identity
+from tests.ui_fakes import FAMILY, FakeRecords, FakeServices, synthetic_identity
 
 SAS = Sas("042 917", ("abricot", "balcon", "cigale", "dune"))
 
@@ -328,7 +328,8 @@ async def test_a_session_is_recorded_for_sealing(app: tuple[Controller, FakeServ
     controller.finish()
     await settle()
     records = services.records
-    assert records.kinds() == ["consent", "identification", "chat", "chat", "reading", "still", "file", "summary"]
+    # The oximeter's series is sealed when it reaches OXIMETER_RECORD_SECONDS, or at the end.
+    assert records.kinds() == ["consent", "identification", "chat", "chat", "still", "file", "reading", "summary"]
     tokens = {meta["session"] for _, _, meta in records.records}
     assert len(tokens) == 1
     consent = records.documents("consent")[0]
@@ -339,15 +340,10 @@ async def test_a_session_is_recorded_for_sealing(app: tuple[Controller, FakeServ
     assert identification["source"] == "card" and identification["surname"] == person.surname
     assert identification["nir"] == person.nir.reveal() and identification["reason"] == "infection"
     assert [d["from"] for d in records.documents("chat")] == ["patient", "doctor"]
-    assert records.documents("reading") == [
-        {
-            "session": identification["session"],
-            "at": records.documents("reading")[0]["at"],
-            "measurement": "oximeter",
-            "values": {"spo2": 97, "pulse": 72},
-        }
-    ]
-    still = records.records[5]
+    reading = records.documents("reading")[0]
+    assert reading["measurement"] == "oximeter" and reading["session"] == identification["session"]
+    assert reading["series"] == [{"at": reading["series"][0]["at"], "spo2": 97, "pulse": 72}]  # type: ignore[index]
+    still = records.records[4]
     assert still[1] == b"\xff\xd8jpeg" and still[2]["from"] == "booth" and still[2]["mime"] == "image/jpeg"
     summary = records.documents("summary")[0]
     assert summary["readings"] == {"spo2": 97, "pulse": 72} and summary["doctor"] == "Dr Demo"
@@ -360,3 +356,40 @@ async def test_a_session_is_recorded_for_sealing(app: tuple[Controller, FakeServ
     assert records.kinds()[8:] == ["consent", "summary"]
     assert records.records[8][2]["session"] not in tokens
     assert records.documents("consent")[1]["decision"] == "declined"
+
+
+async def test_streamed_oximeter_readings_are_sealed_as_series(app: tuple[Controller, FakeServices]) -> None:
+    controller, services = app
+    now = [1_000_000.0]
+    controller._records.wall_clock = lambda: now[0]
+    await to_waiting(controller, services)
+    services.session.emit(StateEvent(SessionState.CONNECTING))
+    for second in range(25):  # two values a second for 12.5 s
+        now[0] = 1_000_000.0 + second / 2
+        services.session.emit(MeasurementEvent("oximeter", {"spo2": 95 + second % 3, "pulse": 70}))
+    services.session.emit(MeasurementEvent("blood_pressure", {"systolic": 128, "diastolic": 81, "pulse": 70}))
+    readings = services.records.documents("reading")
+    assert [len(r.get("series", [])) for r in readings] == [21, 0]  # type: ignore[arg-type]
+    assert readings[1]["values"] == {"systolic": 128, "diastolic": 81, "pulse": 70}
+    services.session.emit(StateEvent(SessionState.ENDED, "doctor-ended"))
+    controller.finish()
+    await settle()
+    readings = services.records.documents("reading")
+    assert [len(r.get("series", [])) for r in readings] == [21, 0, 4]  # type: ignore[arg-type]
+
+
+async def test_a_hanging_records_disk_does_not_block_the_wipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kiosk.ui.controller as controller_module
+
+    class HangingRecords(FakeRecords):
+        async def flush(self) -> None:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(controller_module, "RECORDS_FLUSH_SECONDS", 0.05)
+    services = FakeServices()
+    services.records = HangingRecords()
+    controller = Controller(services)
+    controller.choose_language("en")
+    controller.decline_consent()
+    await asyncio.wait_for(controller.wipe(), 5)
+    assert controller.wipes == 1 and services.records.kinds() == ["consent", "summary"]

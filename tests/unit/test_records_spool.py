@@ -151,3 +151,19 @@ def test_export_opens_records_with_the_operator_key(tmp_path: Path) -> None:
     ensure_records_key(state)
     assert private_path.read_bytes() == before
     assert load_private_key(before)
+
+
+def test_inbox_refuses_records_sealed_to_a_key_the_operator_does_not_hold(tmp_path: Path) -> None:
+    state = tmp_path / "hub"
+    ensure_records_key(state)
+    key_ids = inbox_module.records_key_ids(state)
+    assert key_ids is not None and len(key_ids) == 1
+    inbox = RecordsInbox(state / "records", key_ids=key_ids)
+    data = sealed()  # sealed to this test's KEY, not the hub's
+    with pytest.raises(RecordRefused) as caught:
+        inbox.store("booth-0001", "cd" * 16, data, digest(data))
+    assert caught.value.reason is Refusal.UNKNOWN_KEY
+    public = load_public_key(inbox_module.records_key_paths(state)[1].read_bytes())
+    good = seal(b"x", public, record_id="cd" * 16, kind="chat", booth_id="booth-0001", created_ms=1)
+    assert inbox.store("booth-0001", "cd" * 16, good, digest(good)).created
+    assert inbox_module.records_key_ids(tmp_path / "nothing") is None

@@ -68,3 +68,22 @@ def test_status_counts_without_opening(tmp_path: Path, capsys: pytest.CaptureFix
         "oldest_age_s": None,
         "rejected": 0,
     }
+    assert not (tmp_path / "empty").exists()  # looking does not create a spool
+
+
+def test_kiosk_app_finds_the_records_key(tmp_path: Path) -> None:
+    from hub.records import ensure_records_key
+    from kiosk.ui.main import _parser, records_from_args
+
+    hub_state = tmp_path / "hub"
+    common = ["--emulate", str(tmp_path / "work"), "--state", str(tmp_path / "booth")]
+    assert records_from_args(_parser().parse_args(["--hub-state", str(hub_state), *common])) is None
+    public = ensure_records_key(hub_state)
+    for extra in (["--hub-state", str(hub_state)], ["--records-key", str(public)]):
+        records = records_from_args(_parser().parse_args([*extra, *common]))
+        assert records is not None
+        try:
+            assert records.writer.spool.root == tmp_path / "booth" / "records"
+            assert records.writer.booth_id == "booth-0001"
+        finally:
+            records.close()
