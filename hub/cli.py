@@ -3,6 +3,8 @@
     kiosk-hub init --dev --state DIR [--force]
     kiosk-hub serve --state DIR [--host H] [--port P] [--booth-port Q] [--config FILE.toml]
     kiosk-hub add-booth --state DIR --id booth-0002
+    kiosk-hub audit verify --state DIR                the hub's own audit chain: exit 0 intact, 1 broken
+    kiosk-hub audit heads --state DIR --booth ID      the heads a booth sent, as JSON anchors for `kiosk audit verify`
 
 ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
 both listeners accept connections; scripts and tests wait for it.
@@ -21,8 +23,13 @@ import sys
 from pathlib import Path
 
 from hub import pki
+from hub.accounts import log_security_event
 from hub.app import StateError, StatePaths, init_dev_state, start
+from hub.audit import BoothHeads, audit_directory, open_hub_audit
 from hub.config import ConfigError, load_config
+from hub.store import Store
+from kiosk.audit import AuditError
+from kiosk.audit.cli import run_verify
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     booth = commands.add_parser("add-booth", help="mint a booth certificate and key with the fleet CA")
     booth.add_argument("--state", type=Path, required=True)
     booth.add_argument("--id", required=True, help="booth id, e.g. booth-0002")
+    audit = commands.add_parser("audit", help="the hub's audit chain and the booths' anchors")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check the hub's chain; exit 0 when intact")
+    verify.add_argument("--state", type=Path, required=True)
+    heads = audit_commands.add_parser("heads", help="print the audit heads a booth sent (JSON anchors)")
+    heads.add_argument("--state", type=Path, required=True)
+    heads.add_argument("--booth", required=True, help="booth id, e.g. booth-0001")
     return parser
 
 
@@ -68,7 +82,28 @@ def _add_booth(args: argparse.Namespace) -> int:
         return 1
     pki.save_certificate(paths.booth_cert(args.id), cert)
     pki.save_key(paths.booth_key(args.id), key)
+    try:
+        with open_hub_audit(args.state) as log:
+            log.record("booth_certificate_issued", booth=args.id, serial=f"{cert.serial_number:x}")
+    except AuditError as exc:
+        print(f"kiosk-hub: the certificate was issued but not audited: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"booth": args.id, "certificate": str(paths.booth_cert(args.id))}))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if args.audit_command == "verify":
+        return run_verify(audit_directory(args.state), None, prog="kiosk-hub audit verify")
+    database = StatePaths(args.state).database
+    if not database.exists():
+        print(f"kiosk-hub: {args.state} holds no hub state", file=sys.stderr)
+        return 2
+    store = Store(database)
+    try:
+        print(json.dumps(BoothHeads(store, log_security_event).anchors(args.booth), indent=2))
+    finally:
+        store.close()
     return 0
 
 
@@ -108,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return _init(args)
     if args.command == "add-booth":
         return _add_booth(args)
+    if args.command == "audit":
+        return _audit(args)
     if args.state is None and args.config is None:
         print("kiosk-hub: serve needs --state or a --config that sets it", file=sys.stderr)
         return 2

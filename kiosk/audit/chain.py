@@ -148,13 +148,13 @@ def format_time(now: datetime.datetime) -> str:
 
 def check_fields(event: str, fields: Mapping[str, object]) -> dict[str, FieldValue]:
     """The fields as they will be written; :class:`FieldError` for anything but short JSON scalars."""
-    if not _NAME.match(event):
+    if not _NAME.fullmatch(event):
         raise FieldError(f"event name {event[:40]!r} is not snake_case")
     if len(fields) > MAX_FIELDS:
         raise FieldError(f"{event}: {len(fields)} fields, at most {MAX_FIELDS}")
     checked: dict[str, FieldValue] = {}
     for key, value in fields.items():
-        if not isinstance(key, str) or not _NAME.match(key):
+        if not isinstance(key, str) or not _NAME.fullmatch(key):
             raise FieldError(f"{event}: field name {str(key)[:40]!r} is not snake_case")
         if isinstance(value, str):
             if len(value) > MAX_TEXT or _CONTROL.search(value):
@@ -213,9 +213,14 @@ def parse_line(line: bytes) -> Entry:
     prev, digest = document["prev"], document["hash"]
     if type(seq) is not int or seq < 1:
         raise LineError(BreakReason.BAD_LINE, "seq is not a positive integer")
-    if not isinstance(time, str) or not _TIME.match(time):
+    if not isinstance(time, str) or not _TIME.fullmatch(time):
         raise LineError(BreakReason.BAD_LINE, "time is not a UTC timestamp")
-    if not isinstance(prev, str) or not _DIGEST.match(prev) or not isinstance(digest, str) or not _DIGEST.match(digest):
+    if (
+        not isinstance(prev, str)
+        or not _DIGEST.fullmatch(prev)
+        or not isinstance(digest, str)
+        or not _DIGEST.fullmatch(digest)
+    ):
         raise LineError(BreakReason.BAD_LINE, "prev or hash is not a SHA-256 hex digest")
     if not isinstance(event, str) or not isinstance(fields, dict):
         raise LineError(BreakReason.BAD_LINE, "event or fields of the wrong type")
@@ -305,7 +310,7 @@ def parse_anchors(document: object) -> list[Head]:
         if not isinstance(item, dict):
             raise ChainError("an anchor is not an object")
         seq, digest = item.get("seq"), item.get("hash")
-        if type(seq) is not int or seq < 1 or not isinstance(digest, str) or not _DIGEST.match(digest):
+        if type(seq) is not int or seq < 1 or not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
             raise ChainError("an anchor needs a positive integer seq and a 64-hex-digit hash")
         heads.append(Head(seq, digest))
     return heads

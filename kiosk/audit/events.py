@@ -41,6 +41,12 @@ _EVENTS: Final = (
         "At start, the log's tail disagreed with its head sidecar: entries were lost or rewritten.",
     ),
     _e(
+        "unlisted_event",
+        "5d379d2c36c04a49ad857ca0a049a177",
+        4,
+        "An event missing from this catalog (its name only): a bug to fix.",
+    ),
+    _e(
         "audit_head_rewound",
         "64e1efda434844ab9cc056b4204d93a1",
         2,
