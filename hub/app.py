@@ -167,9 +167,10 @@ class RunningHub:
         for runner in self._runners:
             await runner.cleanup()
         self._store.close()
-        if self._audit_log is not None:
-            self._audit_log.record("service_stopped", service="hub")
-            self._audit_log.close()
+        audit_log, self._audit_log = self._audit_log, None
+        if audit_log is not None:
+            audit_log.record("service_stopped", service="hub")
+            audit_log.close()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

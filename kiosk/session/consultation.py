@@ -144,6 +144,10 @@ class FileEvent:
     mime: str
     data: bytes = field(repr=False)
     from_doctor: bool = True
+    sha256: str = ""
+    """For a file the booth sent (its ``data`` is not kept): its SHA-256, for the audit trail."""
+    size: int = 0
+    """For a file the booth sent: its size in bytes."""
 
 
 @dataclass(frozen=True)
@@ -708,7 +712,7 @@ class BoothSession:
             if call is not self._call:
                 return
             self._send(call, text)
-        self._emit(FileEvent(sender.name, sender.mime, b"", from_doctor=False))
+        self._emit(FileEvent(sender.name, sender.mime, b"", False, sender.sha256, len(sender.data)))
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def _send(self, call: _Call, text: str) -> None:

@@ -4,7 +4,7 @@
 peripherals (the demo, the tests and the benches use it too); :func:`main`
 runs the Kivy app on it. The booth's state directory holds Kivy's home (no log
 files: patient screens must leave no trace) and the app's temporary directory,
-emptied at every wipe.
+emptied at every wipe, and the booth's hash-chained audit log (``audit/``, :mod:`kiosk.audit`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.audit import AuditLog
+from kiosk.audit.booth import BoothAudit
 from kiosk.session.booth import add_booth_arguments, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
 from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
@@ -42,6 +44,7 @@ class BoothStack:
     session: BoothSession
     booth: EmulatedBooth
     video: CallVideo
+    audit: BoothAudit | None = None
 
 
 def empty_directory(path: Path) -> None:
@@ -87,12 +90,23 @@ async def emulated_stack(
     settings: EmulationSettings | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
+    audit_log: AuditLog | None = None,
 ) -> AsyncIterator[BoothStack]:
-    """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
+    """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit.
+
+    With ``audit_log``, the flow's and the session's events go to it and its head to the hub."""
     async with emulated_booth(workdir, settings) as booth:
         session = BoothSession(
             hub=hub, credentials=credentials, media=booth.media, peripherals=booth.peripherals, ice=ice
         )
+        booth_audit: BoothAudit | None = None
+        if audit_log is not None:
+            booth_audit = BoothAudit(
+                audit_log,
+                send_head=lambda seq, digest: session.link.send("audit_head", seq=seq, hash=digest),
+                consultation=lambda: session.call.session if session.call is not None else None,
+            )
+            session.add_listener(booth_audit.session_event)
         room = booth.cameras["room"]
         video = CallVideo(session, room)
         forget: Callable[[], None] = (lambda: empty_directory(temp_dir)) if temp_dir is not None else (lambda: None)
@@ -107,15 +121,20 @@ async def emulated_stack(
             ),
             video=video,
             speaker=EspeakSpeaker(),
-            audit=audit,
-            forget=forget,
+            audit=booth_audit.flow_event if booth_audit is not None else audit,
+            forget=booth_audit.wrap_forget(forget) if booth_audit is not None else forget,
         )
         controller = Controller(services, flow_config)
         await session.start()
         video.start()
+        if booth_audit is not None:
+            booth_audit.start()
         try:
-            yield BoothStack(controller, session, booth, video)
+            yield BoothStack(controller, session, booth, video, booth_audit)
         finally:
+            if booth_audit is not None:
+                await booth_audit.report_head()
+                await booth_audit.stop()
             await video.stop()
             await session.close()
 
@@ -141,10 +160,19 @@ async def run(args: argparse.Namespace) -> int:
     )
     from kiosk.ui.app import run_app  # imports Kivy: only after prepare_state set its environment
 
-    async with emulated_stack(
-        args.emulate, hub=endpoint, credentials=credentials, card=PcscCardService(), temp_dir=temp, flow_config=config
-    ) as stack:
-        await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
+    with AuditLog(args.state / "audit", source="booth") as audit_log:
+        async with emulated_stack(
+            args.emulate,
+            hub=endpoint,
+            credentials=credentials,
+            card=PcscCardService(),
+            temp_dir=temp,
+            flow_config=config,
+            audit_log=audit_log,
+        ) as stack:
+            if stack.audit is not None:
+                stack.audit.record_start(vars(args))
+            await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
     empty_directory(temp)
     return 0
 
