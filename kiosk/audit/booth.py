@@ -164,7 +164,7 @@ class BoothAudit:
         elif isinstance(event, LinkEvent):
             self.record("hub_connected" if event.connected else "hub_disconnected")
             if event.connected:
-                self._spawn(self.report_head())
+                self._spawn(self.report_head)
         # Chat, measurements and waiting positions are the patient's data or noise: not recorded.
 
     def _state_changed(self, event: StateEvent) -> None:
@@ -179,7 +179,7 @@ class BoothAudit:
             fields["reason"] = _plain(event.reason)
         self.record(name, **fields)
         if event.state in (SessionState.ENDED, SessionState.REFUSED):
-            self._spawn(self.report_head())
+            self._spawn(self.report_head)
 
     def wrap_forget(self, forget: Callable[[], None]) -> Callable[[], None]:
         """``Services.forget``, which also closes the patient's audit session (their token is dropped)."""
@@ -237,18 +237,17 @@ class BoothAudit:
             with contextlib.suppress(Exception):  # a failed report is retried at the next interval
                 await self.report_head()
 
-    def _spawn(self, work: Awaitable[bool]) -> None:
+    def _spawn(self, work: Callable[[], Awaitable[bool]]) -> None:
         async def run() -> None:
             try:
-                await work
+                await work()
             except Exception:
                 logger.warning("audit: the head report failed", exc_info=True)
 
         try:
-            task = asyncio.get_running_loop().create_task(run())
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a synchronous caller): the periodic report will carry it
-            if asyncio.iscoroutine(work):
-                work.close()
             return
+        task = loop.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
