@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bench import audit as bench_audit
 from hub import cli as hub_cli
 from hub.accounts import AuditHook
 from hub.audit import BoothHeads, chain_hook, open_hub_audit, record_enrolment
+from hub.messages import Direction, MessageError, make
 from hub.store import Store
 from kiosk import cli as kiosk_cli
 from kiosk.audit import AuditLog, verify_directory
@@ -110,7 +112,7 @@ async def test_a_patient_session_is_recorded_without_the_patient(tmp_path: Path)
     assert recorded[10].fields["phase"] == "done" and recorded[10].fields["consultation"] == "ab" * 16
     assert recorded[13].fields["reason"] == "doctor-ended"
     raw = (tmp_path / LOG_FILE).read_text()
-    for secret in ("Zo", "Quartermaine", "187", "Je suis"):
+    for secret in ("Zo", "Quartermaine", "187.0", "93.0", "Je suis", "systolic"):
         assert secret not in raw
     assert verify_directory(tmp_path).ok
 
@@ -252,3 +254,28 @@ def test_booth_heads_that_go_back_are_audited(tmp_path: Path) -> None:
         assert events[1][1]["previous_seq"] == "9" and events[1][1]["seq"] == "3"
     finally:
         store.close()
+
+
+def test_audit_head_messages_are_schema_checked() -> None:
+    message = make("audit_head", Direction.BOOTH_TO_HUB, seq=12, hash="a" * 64)
+    assert message["seq"] == 12
+    for body in (
+        {"seq": 0, "hash": "a" * 64},
+        {"seq": True, "hash": "a" * 64},
+        {"seq": 1, "hash": "A" * 64},
+        {"seq": 1, "hash": "a" * 63},
+        {"seq": 1, "hash": "a" * 64 + "\n"},
+        {"seq": 1},
+        {"seq": 1, "hash": "a" * 64, "extra": 1},
+    ):
+        with pytest.raises(MessageError):
+            make("audit_head", Direction.BOOTH_TO_HUB, **body)
+    with pytest.raises(MessageError):  # only booths send heads
+        make("audit_head", Direction.DOCTOR_TO_HUB, seq=1, hash="a" * 64)
+
+
+def test_the_bench_reports_appends_per_second(tmp_path: Path) -> None:
+    figures = bench_audit.run(appends=20, directory=tmp_path)
+    assert figures["appends"] == 20 and figures["appends_per_second"] > 0
+    assert figures["append_latency"]["samples"] == 20
+    assert not any(tmp_path.iterdir())  # the temporary log is gone
