@@ -31,13 +31,13 @@ from cryptography import x509
 
 from hub import pki, tls
 from hub.accounts import Accounts, AuditHook, totp_uri
-from hub.audit import BoothHeads, chain_hook, open_hub_audit, record_start
+from hub.audit import AuditWriter, BoothHeads, open_hub_audit, record_start
 from hub.booth_api import booth_app
 from hub.config import HubConfig
 from hub.doctor_api import check_sessions, doctor_app
 from hub.store import Store
 from hub.waiting_room import WaitingRoom
-from kiosk.audit import AuditError, AuditLog
+from kiosk.audit import AuditError
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class RunningHub:
     _tasks: tuple[asyncio.Task[None], ...]
     _store: Store
     heads: BoothHeads | None = None
-    _audit_log: AuditLog | None = None
+    _audit: AuditWriter | None = None
 
     async def stop(self) -> None:
         """Close both listeners, the store and the audit log."""
@@ -167,10 +167,11 @@ class RunningHub:
         for runner in self._runners:
             await runner.cleanup()
         self._store.close()
-        audit_log, self._audit_log = self._audit_log, None
-        if audit_log is not None:
-            audit_log.record("service_stopped", service="hub")
-            audit_log.close()
+        writer, self._audit = self._audit, None
+        if writer is not None:
+            writer.hook("service_stopped", {"service": "hub"})
+            writer.close()
+            writer.log.close()
 
 
 def _bound_port(runner: web.AppRunner) -> int:
@@ -204,13 +205,13 @@ async def start(config: HubConfig, audit: AuditHook | None = None) -> RunningHub
         raise StateError(f"{config.state} holds no hub state; run `kiosk-hub init` first")
     doctor_ca = pki.load_issuer(paths.doctor_ca, paths.doctor_ca_key)
     fleet_ca = x509.load_pem_x509_certificate(paths.fleet_ca.read_bytes())
-    audit_log: AuditLog | None = None
+    writer: AuditWriter | None = None
     if audit is None:
         try:
-            audit_log = open_hub_audit(config.state)
+            writer = AuditWriter(open_hub_audit(config.state))
         except AuditError as exc:
             raise StateError(f"audit log: {exc}") from exc
-        audit = chain_hook(audit_log)
+        audit = writer.hook
         record_start(audit, config.state, config)
     store = Store(paths.database)
     accounts = Accounts(store, config, audit)
@@ -249,8 +250,9 @@ async def start(config: HubConfig, audit: AuditHook | None = None) -> RunningHub
         await doctor_runner.cleanup()
         await booth_runner.cleanup()
         store.close()
-        if audit_log is not None:
-            audit_log.close()
+        if writer is not None:
+            writer.close()
+            writer.log.close()
         raise
     doctor_port = _bound_port(doctor_runner)
     if not config.origins and config.port != doctor_port:
@@ -266,5 +268,5 @@ async def start(config: HubConfig, audit: AuditHook | None = None) -> RunningHub
         (task,),
         store,
         heads,
-        audit_log,
+        writer,
     )

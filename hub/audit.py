@@ -21,7 +21,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,22 +52,77 @@ def open_hub_audit(state: Path, *, journal: JournalSender | None = journal_send)
     return AuditLog(audit_directory(state), source="hub", journal=journal)
 
 
+def _catalogued(kind: str, fields: Mapping[str, str]) -> tuple[str, Mapping[str, object]]:
+    if kind in CATALOG:
+        return kind, fields
+    # A new event someone forgot to catalogue is still recorded, under a catch-all.
+    return "unlisted_event", {"kind": _SAFE_KIND.sub("_", kind.lower())[:64]}
+
+
 def chain_hook(log: AuditLog) -> AuditHook:
-    """An :data:`AuditHook` writing to ``log`` (and the usual log line)."""
+    """An :data:`AuditHook` writing to ``log`` synchronously (each event durable when the hook returns)."""
 
     def hook(kind: str, fields: Mapping[str, str]) -> None:
         log_security_event(kind, fields)
         try:
-            if kind in CATALOG:
-                log.record(kind, **fields)
-            else:  # a new event someone forgot to catalogue is still recorded, under a catch-all
-                log.record("unlisted_event", kind=_SAFE_KIND.sub("_", kind.lower())[:64])
+            log.record_many([_catalogued(kind, fields)])
         except (FieldError, AuditError):
             # Failing the login or the relay because the audit disk is full would turn an audit problem
             # into an outage; the failure is loud instead.
             logger.exception("audit: event %s could not be recorded", kind)
 
     return hook
+
+
+class AuditWriter:
+    """The hub's hook when it serves: events are queued in order on the event loop and appended by one thread.
+
+    An fsync takes milliseconds; a hundred booths reconnecting after a hub restart would
+    otherwise stall the loop for the time of a hundred. The thread takes every event queued
+    since its last write and appends them with one write and one fsync (group commit), so the
+    chain keeps the order in which the loop saw them. :meth:`close` writes what is left.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self._queue: queue.SimpleQueue[tuple[str, Mapping[str, object]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="hub-audit", daemon=True)
+        self._thread.start()
+
+    def hook(self, kind: str, fields: Mapping[str, str]) -> None:
+        """The :data:`AuditHook`: never blocks."""
+        log_security_event(kind, fields)
+        event = _catalogued(kind, dict(fields))
+        try:
+            AuditLog.check(*event)
+        except FieldError:
+            logger.exception("audit: event %s cannot be recorded", kind)
+            return
+        self._queue.put(event)
+
+    def close(self) -> None:
+        """Write everything queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[tuple[str, Mapping[str, object]]] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                self.log.record_many(batch)
+            except AuditError:
+                logger.exception("audit: %d event(s) could not be recorded", len(batch))
 
 
 def record_enrolment(audit: AuditHook, booth: str, *, accepted: bool, serial: str = "", reason: str = "") -> None:

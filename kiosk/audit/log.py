@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -46,6 +46,7 @@ from kiosk.audit.chain import (
     Head,
     LineError,
     Verdict,
+    check_fields,
     make_entry,
     parse_anchors,
     parse_line,
@@ -122,15 +123,16 @@ class AuditLog:
                     or sidecar.seq > self._head.seq
                     or (sidecar.seq == self._head.seq and sidecar.hash != self._head.hash)
                 )
+                started: list[Entry] = []
                 if self._head is None and not mismatch:
-                    self._append("audit_log_started", {"chain": secrets.token_hex(16), "source": source})
+                    started = self._append([("audit_log_started", {"chain": secrets.token_hex(16), "source": source})])
                 if mismatch and sidecar is not None:
                     found = self._head.seq if self._head else 0
-                    self._append(
-                        "audit_head_mismatch",
-                        {"expected_seq": sidecar.seq, "expected_hash": sidecar.hash, "found_seq": found},
-                    )
+                    fields = {"expected_seq": sidecar.seq, "expected_hash": sidecar.hash, "found_seq": found}
+                    started = self._append([("audit_head_mismatch", fields)])
                 _fsync_directory(directory)
+            for entry in started:
+                self._send_journal(entry)
         except BaseException:
             self.close()
             raise
@@ -146,15 +148,29 @@ class AuditLog:
         ``fields`` are JSON scalars: ids, tokens, digests, counts, outcomes; never patient identity.
         :class:`~kiosk.audit.chain.FieldError` for an event outside the catalog or a bad field.
         """
+        self.record_many([(event, fields)])
+
+    def record_many(self, events: Sequence[tuple[str, Mapping[str, object]]]) -> None:
+        """Append several events in order with one write and one fsync (group commit); all or none is checked."""
+        if not events:
+            return
+        for event, fields in events:
+            self.check(event, fields)
+        with self._locked():
+            self._resume()
+            entries = self._append(events)
+        for entry in entries:
+            self._send_journal(entry)
+
+    @staticmethod
+    def check(event: str, fields: Mapping[str, object]) -> None:
+        """:class:`~kiosk.audit.chain.FieldError` unless ``event`` may be recorded with ``fields``."""
         if event not in CATALOG:
             raise FieldError(f"{event[:40]!r} is not in the audit event catalog")
         forbidden = FORBIDDEN_FIELDS.intersection(fields)
         if forbidden:
             raise FieldError(f"{event}: field(s) {', '.join(sorted(forbidden))} would carry patient identity")
-        with self._locked():
-            self._resume()
-            entry = self._append(event, fields)
-        self._send_journal(entry)
+        check_fields(event, fields)
 
     def close(self) -> None:
         """Release the files; the log can be opened again."""
@@ -182,24 +198,31 @@ class AuditLog:
         self._head = read_tail(self.directory / LOG_FILE)
         self._size = size
 
-    def _append(self, event: str, fields: Mapping[str, object]) -> Entry:
-        entry, line = make_entry(self._head, event, fields, self._clock())
-        view = memoryview(line)
+    def _append(self, events: Sequence[tuple[str, Mapping[str, object]]]) -> list[Entry]:
+        entries: list[Entry] = []
+        lines: list[bytes] = []
+        head = self._head
+        now = self._clock()
+        for event, fields in events:  # every entry is built before anything is written
+            entry, line = make_entry(head, event, fields, now)
+            head = entry.head
+            entries.append(entry)
+            lines.append(line)
+        view = memoryview(b"".join(lines))
         try:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
             os.fsync(self._fd)
         except OSError as exc:
-            # The tail may now hold part of the line: the next open will refuse it, loudly.
+            # The tail may now hold part of a line: the next open will refuse it, loudly.
             self._size = -1
             raise AuditError(f"cannot append to the audit log ({exc.strerror})", path=self.directory) from exc
-        self._head = entry.head
-        self._size += len(line)
-        write_head(self.directory, entry.head)
-        if event in ("audit_log_started", "audit_head_mismatch"):
-            self._send_journal(entry)
-        return entry
+        self._head = head
+        self._size += sum(len(line) for line in lines)
+        if head is not None:
+            write_head(self.directory, head)
+        return entries
 
     def _send_journal(self, entry: Entry) -> None:
         if self._journal is None:

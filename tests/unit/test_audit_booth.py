@@ -14,7 +14,7 @@ import pytest
 from bench import audit as bench_audit
 from hub import cli as hub_cli
 from hub.accounts import AuditHook
-from hub.audit import BoothHeads, chain_hook, open_hub_audit, record_enrolment
+from hub.audit import AuditWriter, BoothHeads, chain_hook, open_hub_audit, record_enrolment
 from hub.messages import Direction, MessageError, make
 from hub.store import Store
 from kiosk import cli as kiosk_cli
@@ -279,3 +279,17 @@ def test_the_bench_reports_appends_per_second(tmp_path: Path) -> None:
     assert figures["appends"] == 20 and figures["appends_per_second"] > 0
     assert figures["append_latency"]["samples"] == 20
     assert not any(tmp_path.iterdir())  # the temporary log is gone
+
+
+def test_the_hub_writer_keeps_the_order_and_never_blocks_the_caller(tmp_path: Path) -> None:
+    writer = AuditWriter(open_hub_audit(tmp_path, journal=None))
+    for index in range(300):
+        writer.hook("booth_connected", {"booth": f"booth-{index:04d}"})
+    writer.hook("a_new_kind", {})
+    writer.hook("login_failed", {"first_name": "x"})  # refused at the door, never queued
+    writer.close()
+    writer.log.close()
+    recorded = entries(tmp_path / "audit")
+    assert [entry.fields.get("booth") for entry in recorded[1:301]] == [f"booth-{index:04d}" for index in range(300)]
+    assert [entry.event for entry in recorded[301:]] == ["unlisted_event"]
+    assert verify_directory(tmp_path / "audit").ok
