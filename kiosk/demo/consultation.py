@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiosk.audit import AuditLog
 from kiosk.demo.browser import has_display, home_with_ca, launch_chromium
 from kiosk.demo.card import DemoCard
 from kiosk.demo.display import virtual_display
@@ -320,16 +321,18 @@ async def booth(
     )
     endpoint, credentials = credentials_from_args(args)
     settings = settings or EmulationSettings(stream_size=(640, 360), nibp_speed=4.0)
-    async with emulated_stack(
-        state / "emulated",
-        hub=endpoint,
-        credentials=credentials,
-        card=PcscCardService(PcscMonitor),
-        temp_dir=temp,
-        settings=settings,
-    ) as stack:
-        await stack.session.link.wait_connected(30)
-        yield stack
+    with AuditLog(state / "audit", source="booth") as audit_log:
+        async with emulated_stack(
+            state / "emulated",
+            hub=endpoint,
+            credentials=credentials,
+            card=PcscCardService(PcscMonitor),
+            temp_dir=temp,
+            settings=settings,
+            audit_log=audit_log,
+        ) as stack:
+            await stack.session.link.wait_connected(30)
+            yield stack
 
 
 async def run(out: Path, *, scripted: bool, headless_doctor: bool) -> Summary:
