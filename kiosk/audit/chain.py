@@ -287,16 +287,16 @@ def verify(data: bytes, anchors: Iterable[Head] = ()) -> Verdict:
             return _broken(good, previous, Break(BreakReason.TRUNCATED, number, item.seq, "no end of line"))
         previous = item
         good += 1
-    by_seq = {item.seq: item for item in entries if isinstance(item, Entry)}
+    by_seq = {item.seq: (index, item) for index, item in enumerate(entries) if isinstance(item, Entry)}
     for anchor in sorted(set(anchors), key=lambda head: head.seq):
-        found = by_seq.get(anchor.seq)
+        index, found = by_seq.get(anchor.seq, (-1, None))
         if found is None:
             last = previous.seq if previous else 0
             detail = f"an anchor says seq {anchor.seq} exists; the chain ends at seq {last}"
             return _broken(good, previous, Break(BreakReason.TRUNCATED, 0, anchor.seq, detail))
         if found.hash != anchor.hash:
             detail = "the entry's hash is not the anchored one: the chain was replaced or rewritten"
-            return _broken(good, previous, Break(BreakReason.REPLACED, entries.index(found) + 1, anchor.seq, detail))
+            return _broken(good, previous, Break(BreakReason.REPLACED, index + 1, anchor.seq, detail))
     return Verdict(good, previous.head if previous else None, None)
 
 

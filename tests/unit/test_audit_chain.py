@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -307,3 +310,33 @@ def test_message_ids_are_unique_uuid_hex() -> None:
     ids = [event.message_id for event in CATALOG.values()]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 and i[12] == "4" for i in ids)
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_while_appending_never_breaks_the_chain(tmp_path: Path) -> None:
+    """A booth killed mid-append: the chain stays whole and the next start resumes it."""
+    script = (
+        "import sys; from pathlib import Path; from kiosk.audit import AuditLog\n"
+        "log = AuditLog(Path(sys.argv[1]), source='booth', journal=None)\n"
+        "print('ready', flush=True)\n"
+        "while True: log.record('peripheral_command', command='bp.start', phase='done')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    rng = random.Random(5)
+    seen = 0
+    for _ in range(15):
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.0, 0.2))
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        child.stdout.close()
+        verdict = verify_directory(tmp_path)
+        assert verdict.ok, verdict.problem
+        assert verdict.entries >= seen
+        seen = verdict.entries
+    with AuditLog(tmp_path, source="booth", journal=None) as log:
+        assert log.head is not None and log.head.seq == seen
+        assert parse_line(lines_of(tmp_path)[-1].rstrip(b"\n")).event != "audit_head_mismatch"
