@@ -134,9 +134,10 @@ async def emulated_stack(
         finally:
             if booth_audit is not None:
                 await booth_audit.report_head()
-                await booth_audit.stop()
             await video.stop()
             await session.close()
+            if booth_audit is not None:
+                await booth_audit.stop()  # last: the session's own ending is recorded before the stop
 
 
 def _parser() -> argparse.ArgumentParser:
