@@ -30,8 +30,11 @@ from kiosk.audit.chain import parse_line
 from kiosk.audit.log import LOG_FILE
 from kiosk.session.binding import FleetTrust, IdentityKey
 from kiosk.session.consultation import BoothCredentials, BoothMedia, BoothSession
+from kiosk.session.emulated import EmulationSettings
 from kiosk.session.hub_link import HubEndpoint
 from kiosk.session.peripherals import Peripherals
+from kiosk.ui.main import emulated_stack
+from tests.ui_fakes import FakeCard
 
 pytestmark = pytest.mark.timeout(120)
 BOOTH = "booth-0001"
@@ -159,3 +162,42 @@ async def test_booth_heads_anchor_its_chain_at_the_hub(hub: tuple[RunningHub, Pa
     verdict = cli("kiosk-hub", "audit", "verify", "--state", str(hub_root))
     assert verdict.returncode == 0, verdict.stderr
     assert verify_directory(hub_root / "audit").ok
+
+
+async def test_the_patient_app_stack_records_into_its_chain(hub: tuple[RunningHub, Path], tmp_path: Path) -> None:
+    """kiosk-app's assembly: flow events, the wipe and the session's link go to the chain; its head to the hub."""
+    running, hub_root = hub
+    paths = StatePaths(hub_root)
+    key = load_pem_private_key(paths.booth_key(BOOTH).read_bytes(), password=None)
+    assert isinstance(key, IdentityKey)
+    endpoint = HubEndpoint(
+        f"wss://localhost:{running.booth_port}/ws", paths.fleet_ca, paths.booth_cert(BOOTH), paths.booth_key(BOOTH)
+    )
+    credentials = BoothCredentials(
+        BOOTH, paths.booth_cert(BOOTH).read_text(), key, FleetTrust(paths.fleet_ca.read_bytes())
+    )
+    state = tmp_path / "booth"
+    with AuditLog(state / "audit", source="booth", journal=None) as log:
+        async with emulated_stack(
+            tmp_path / "work",
+            hub=endpoint,
+            credentials=credentials,
+            card=FakeCard(),
+            settings=EmulationSettings(stream_size=(320, 180), fps=5),
+            audit_log=log,
+        ) as stack:
+            assert stack.audit is not None
+            await stack.session.link.wait_connected(20)
+            stack.controller.services.audit("consent_given")
+            stack.controller.services.audit("manual_identity")
+            stack.controller.services.forget()
+            await until(lambda: "hub_connected" in events(state / "audit"), "hub_connected")
+            assert running.heads is not None
+            await until(lambda: running.heads.anchors(BOOTH)["anchors"], "the head at the hub")
+    recorded = events(state / "audit")
+    assert recorded[-1] == "service_stopped"
+    for expected in ("consent_given", "patient_identified", "patient_session_ended", "hub_disconnected"):
+        assert expected in recorded
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps(running.heads.anchors(BOOTH)))
+    assert cli("kiosk", "audit", "verify", "--state", str(state), "--anchors", str(anchors)).returncode == 0
