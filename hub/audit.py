@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 AUDIT_DIR: Final = "audit"
 CONFIG_DIGEST_FILE: Final = "config.sha256"
+MIN_HEAD_INTERVAL: Final = 1.0
+"""Seconds between two heads kept for one booth (a head that goes back is always kept)."""
 _SAFE_KIND = re.compile(r"[^a-z0-9_]")
 
 
@@ -162,7 +164,10 @@ class BoothHeads:
         if latest is not None and latest.seq == seq and latest.hash == digest:
             return True  # nothing new since the last report
         rewound = latest is not None and seq <= latest.seq
-        self.store.add_audit_head(AuditHeadRecord(booth, seq, digest, self.clock(), rewound))
+        now = self.clock()
+        if not rewound and latest is not None and now - latest.received < MIN_HEAD_INTERVAL:
+            return True  # a booth flooding heads does not grow the store; the next report anchors the same
+        self.store.add_audit_head(AuditHeadRecord(booth, seq, digest, now, rewound))
         if rewound and latest is not None:
             self.audit(
                 "audit_head_rewound",

@@ -23,6 +23,7 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from hub.app import RunningHub, StatePaths, init_dev_state, start
+from hub.audit import MIN_HEAD_INTERVAL
 from hub.config import HubConfig
 from kiosk.audit import AuditLog, verify_directory
 from kiosk.audit.booth import BoothAudit
@@ -116,6 +117,7 @@ async def test_booth_heads_anchor_its_chain_at_the_hub(hub: tuple[RunningHub, Pa
         audit.flow_event("consent_given")
         for phase in ("started", "done"):
             audit.record("peripheral_command", command="bp.start", phase=phase, detail="")
+        await asyncio.sleep(MIN_HEAD_INTERVAL + 0.1)  # the hub keeps at most one head a second per booth
         assert await audit.report_head()
         assert log.head is not None
         final = log.head

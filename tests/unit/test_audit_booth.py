@@ -239,7 +239,8 @@ def test_booth_heads_that_go_back_are_audited(tmp_path: Path) -> None:
     store = Store(tmp_path / "hub.db")
     events: list[tuple[str, dict[str, str]]] = []
     hook: AuditHook = lambda kind, fields: events.append((kind, dict(fields)))  # noqa: E731
-    heads = BoothHeads(store, hook, clock=lambda: 1000.0)
+    clock = iter(range(1000, 2000, 5))
+    heads = BoothHeads(store, hook, clock=lambda: float(next(clock)))
     try:
         first, _ = make_entry(None, "consent_given", {}, datetime.datetime.now(datetime.UTC))
         assert heads.receive("booth-1", 5, "a" * 64)
@@ -252,6 +253,10 @@ def test_booth_heads_that_go_back_are_audited(tmp_path: Path) -> None:
         assert [(a["seq"], a["conflict"]) for a in kept] == [(5, False), (9, False), (9, True), (3, True)]
         assert [kind for kind, _ in events] == ["audit_head_rewound", "audit_head_rewound"]
         assert events[1][1]["previous_seq"] == "9" and events[1][1]["seq"] == "3"
+        flooding = BoothHeads(store, hook, clock=lambda: 5000.0)
+        for seq in range(10, 200):
+            assert flooding.receive("booth-3", seq, "e" * 64)
+        assert len(flooding.anchors("booth-3")["anchors"]) == 1
     finally:
         store.close()
 
