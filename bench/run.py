@@ -3,7 +3,8 @@
     python -m bench.run [NAME ...]
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
-``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``, ``audit``); none means all.
+``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``, ``enrolment``, ``audit``);
+none means all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BENCHMARKS = (
     "hub_capacity",
     "consultation",
     "patient_app",
+    "enrolment",
     "audit",
 )
 

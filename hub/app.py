@@ -6,7 +6,7 @@ State directory layout (created by ``kiosk-hub init``)::
     doctor-ca.pem doctor-ca.key       doctor-issuing intermediate CA
     hub.pem       hub.key             hub server certificate (both listeners)
     booths/booth-0001.pem, .key       booth certificates (development: the hub mints one)
-    hub.db                            SQLite store (accounts, sessions, login failures)
+    hub.db                            SQLite store (accounts, sessions, login failures, enrolment tokens)
     dev-credentials.json              development only: the demo doctor's password and TOTP secret
     audit/                            the hub's hash-chained audit log (hub.audit)
 
@@ -29,7 +29,7 @@ from typing import Final
 from aiohttp import web
 from cryptography import x509
 
-from hub import pki, tls
+from hub import enrolment, pki, tls
 from hub.accounts import Accounts, AuditHook, totp_uri
 from hub.audit import AuditWriter, BoothHeads, open_hub_audit, record_start
 from hub.booth_api import booth_app
@@ -229,6 +229,12 @@ async def start(config: HubConfig, audit: AuditHook | None = None) -> RunningHub
         heartbeat=config.heartbeat,
     )
     booths = booth_app(room, fleet_ca, heartbeat=config.heartbeat)
+    fleet = pki.load_issuer(paths.fleet_ca, paths.fleet_ca_key)
+    enrolment.install(
+        doctors,
+        booths,
+        enrolment.Enrolment(store, fleet, audit=audit, burst=config.enrol_burst, per_minute=config.enrol_per_minute),
+    )
     doctor_runner = web.AppRunner(doctors, access_log=None)
     booth_runner = web.AppRunner(booths, access_log=None)
     await doctor_runner.setup()

@@ -127,14 +127,6 @@ class AuditWriter:
                 logger.exception("audit: %d event(s) could not be recorded", len(batch))
 
 
-def record_enrolment(audit: AuditHook, booth: str, *, accepted: bool, serial: str = "", reason: str = "") -> None:
-    """The enrolment API: record that ``booth`` enrolled (certificate ``serial``) or was refused (``reason``)."""
-    if accepted:
-        audit("booth_enrolled", {"booth": booth, "serial": serial})
-    else:
-        audit("booth_enrolment_refused", {"booth": booth, "reason": reason})
-
-
 def record_start(audit: AuditHook, state: Path, config: HubConfig) -> None:
     """``service_started`` with the configuration's digest, and ``config_changed`` when it differs from last time."""
     document = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)

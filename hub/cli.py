@@ -3,10 +3,12 @@
     kiosk-hub init --dev --state DIR [--force]
     kiosk-hub serve --state DIR [--host H] [--port P] [--booth-port Q] [--config FILE.toml]
     kiosk-hub add-booth --state DIR --id booth-0002
+    kiosk-hub enrol token --state DIR --booth booth-0002 [--ttl 24h]
     kiosk-hub audit verify --state DIR                the hub's own audit chain: exit 0 intact, 1 broken
     kiosk-hub audit heads --state DIR --booth ID      the heads a booth sent, as JSON anchors for `kiosk audit verify`
 
-``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
+``enrol token`` prints a one-time enrolment token (JSON: token, booth, expires) once; the hub keeps
+only its hash (see :mod:`hub.enrolment`). ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
 both listeners accept connections; scripts and tests wait for it.
 """
 
@@ -22,10 +24,10 @@ import signal
 import sys
 from pathlib import Path
 
-from hub import pki
+from hub import enrolment, pki
 from hub.accounts import log_security_event
 from hub.app import StateError, StatePaths, init_dev_state, start
-from hub.audit import BoothHeads, audit_directory, open_hub_audit
+from hub.audit import BoothHeads, audit_directory, chain_hook, open_hub_audit
 from hub.config import ConfigError, load_config
 from hub.store import Store
 from kiosk.audit import AuditError
@@ -48,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     booth = commands.add_parser("add-booth", help="mint a booth certificate and key with the fleet CA")
     booth.add_argument("--state", type=Path, required=True)
     booth.add_argument("--id", required=True, help="booth id, e.g. booth-0002")
+    enrol = commands.add_parser("enrol", help="booth enrolment")
+    enrol_commands = enrol.add_subparsers(dest="enrol_command", required=True)
+    token = enrol_commands.add_parser("token", help="print a one-time enrolment token for a booth")
+    token.add_argument("--state", type=Path, required=True)
+    token.add_argument("--booth", required=True, help="booth id, e.g. booth-0002")
+    token.add_argument("--ttl", default="24h", help="lifetime: 30m, 24h, 7d... (default 24h, at most 30d)")
     audit = commands.add_parser("audit", help="the hub's audit chain and the booths' anchors")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check the hub's chain; exit 0 when intact")
@@ -89,6 +97,34 @@ def _add_booth(args: argparse.Namespace) -> int:
         print(f"kiosk-hub: the certificate was issued but not audited: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"booth": args.id, "certificate": str(paths.booth_cert(args.id))}))
+    return 0
+
+
+def _enrol_token(args: argparse.Namespace) -> int:
+    paths = StatePaths(args.state)
+    if not paths.database.exists():
+        print(f"kiosk-hub: {args.state} holds no hub state; run `kiosk-hub init` first", file=sys.stderr)
+        return 1
+    try:
+        ttl = enrolment.parse_ttl(args.ttl)
+    except ValueError as exc:
+        print(f"kiosk-hub: --ttl: {exc}", file=sys.stderr)
+        return 2
+    store = Store(paths.database)
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        with open_hub_audit(args.state) as log:
+            token = enrolment.issue_token(store, args.booth, ttl=ttl, now=now.timestamp(), audit=chain_hook(log))
+    except ValueError as exc:
+        print(f"kiosk-hub: {exc}", file=sys.stderr)
+        return 2
+    except AuditError as exc:
+        print(f"kiosk-hub: audit log: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    expires = (now + ttl).isoformat(timespec="seconds")
+    print(json.dumps({"booth": args.booth, "token": token, "expires": expires}))
     return 0
 
 
@@ -143,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return _init(args)
     if args.command == "add-booth":
         return _add_booth(args)
+    if args.command == "enrol":
+        return _enrol_token(args)
     if args.command == "audit":
         return _audit(args)
     if args.state is None and args.config is None:

@@ -219,8 +219,25 @@ _EVENTS: Final = (
         5,
         "Hub: a booth certificate was minted by the fleet CA.",
     ),
-    _e("booth_enrolled", "1d39e9193f034f138e460c51dbab685f", 5, "Hub: a booth enrolled in the fleet."),
-    _e("booth_enrolment_refused", "908675a64065450eb8c7b714942e2dc5", 4, "Hub: a booth's enrolment was refused."),
+    _e(
+        "enrol_token_issued",
+        "4760ab647fbf486ca66db01c2be19471",
+        5,
+        "Hub: a one-time enrolment token was issued (hash prefix only).",
+    ),
+    _e(
+        "enrol_ok", "89599af6697a40b4a925d0e4d6ba9e0a", 5, "Hub: a booth enrolled with a token and got its certificate."
+    ),
+    _e(
+        "enrol_refused", "830236b41c8c4ad58eca2965fbd179d7", 4, "Hub: an enrolment was refused (with the typed reason)."
+    ),
+    _e("renew_ok", "6d1a51d0847a406bb6621692a5ca4cd2", 5, "Hub: a booth renewed its certificate over mutual TLS."),
+    _e(
+        "renew_refused",
+        "b3f9ee94419d46b1befc2f09d85967f4",
+        4,
+        "Hub: a certificate renewal was refused (with the typed reason).",
+    ),
     _e(
         "record_sealed",
         "4b9bff01db0041b4bb5b565337c80063",

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kiosk.identity.identity import Beneficiary, CardIdentity
+from kiosk.memory import return_free_memory
 from kiosk.session.consultation import (
     ChatEvent,
     CommandEvent,
@@ -350,6 +351,7 @@ class Controller:
         self.view = View()
         self.settings = Settings()
         gc.collect()  # received files and frames held by dropped objects go now, not at some later cycle
+        return_free_memory()
         self.wipes += 1
         self.send(f.WipeDone())
 

@@ -14,7 +14,7 @@ import pytest
 from bench import audit as bench_audit
 from hub import cli as hub_cli
 from hub.accounts import AuditHook
-from hub.audit import AuditWriter, BoothHeads, chain_hook, open_hub_audit, record_enrolment
+from hub.audit import AuditWriter, BoothHeads, chain_hook, open_hub_audit
 from hub.messages import Direction, MessageError, make
 from hub.store import Store
 from kiosk import cli as kiosk_cli
@@ -213,12 +213,12 @@ def test_kiosk_hub_audit_verify(tmp_path: Path, capsys: pytest.CaptureFixture[st
         hook = chain_hook(log)
         hook("login_failed", {"account": "0123456789abcdef", "step": "password"})
         hook("login_ok", {"account": "dr.demo", "factor": "webauthn"})
-        record_enrolment(hook, "booth-0009", accepted=True, serial="abc")
+        hook("enrol_ok", {"booth": "booth-0009", "serial": "abc"})
         hook("a_new_kind", {"x": "y"})
     assert [entry.event for entry in entries(tmp_path / "audit")][1:] == [
         "login_failed",
         "login_ok",
-        "booth_enrolled",
+        "enrol_ok",
         "unlisted_event",
     ]
     assert hub_cli.main(["audit", "verify", "--state", str(tmp_path)]) == 0
