@@ -98,6 +98,7 @@ class BoothAudit:
         """The opaque token of the patient now at the booth."""
         self.heads_sent = 0
         self._state = SessionState.IDLE
+        self._verified: tuple[str, str, str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._periodic: asyncio.Task[None] | None = None
 
@@ -155,12 +156,10 @@ class BoothAudit:
                 mime=_plain(event.mime, 80),
             )
         elif isinstance(event, VerifiedEvent):
-            self.record(
-                "doctor_verified",
-                consultation=self.consultation() or "",
-                account=_plain(event.doctor_account, 80),
-                srtp=event.srtp_profile or "",
-            )
+            verified = (self.consultation() or "", _plain(event.doctor_account, 80), event.srtp_profile or "")
+            if verified != self._verified:  # the session repeats it after each reconnection
+                self._verified = verified
+                self.record("doctor_verified", consultation=verified[0], account=verified[1], srtp=verified[2])
         elif isinstance(event, LinkEvent):
             self.record("hub_connected" if event.connected else "hub_disconnected")
             if event.connected:

@@ -66,6 +66,7 @@ async def test_a_patient_session_is_recorded_without_the_patient(tmp_path: Path)
         audit.session_event(StateEvent(SessionState.CONNECTING))
         audit.session_event(VerifiedEvent(Sas("1234", ("a", "b")), "Dr Demo", "dr.demo"))
         audit.session_event(StateEvent(SessionState.IN_CALL))
+        audit.session_event(VerifiedEvent(Sas("1234", ("a", "b")), "Dr Demo", "dr.demo"))  # repeated: once only
         audit.session_event(CommandEvent("bp.start", "started"))
         audit.session_event(CommandEvent("bp.start", "done", device_seconds=31.0))
         audit.session_event(MeasurementEvent("blood_pressure", {"systolic": 187.0, "diastolic": 93.0}))
