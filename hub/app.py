@@ -10,6 +10,7 @@ State directory layout (created by ``kiosk-hub init``)::
     dev-credentials.json              development only: the demo doctor's password and TOTP secret
     records-key.pem records-pub.pem   records key pair (X25519; the private key is the operator's, see hub.records)
     records/<booth id>/<id>.rec       sealed records uploaded by booths
+    audit/                            the hub's hash-chained audit log (hub.audit)
 
 Private keys and the credentials file are mode 0600.
 """
@@ -31,12 +32,14 @@ from aiohttp import web
 from cryptography import x509
 
 from hub import enrolment, pki, records, tls
-from hub.accounts import Accounts, AuditHook, log_security_event, totp_uri
+from hub.accounts import Accounts, AuditHook, totp_uri
+from hub.audit import AuditWriter, BoothHeads, open_hub_audit, record_start
 from hub.booth_api import booth_app
 from hub.config import HubConfig
 from hub.doctor_api import check_sessions, doctor_app
 from hub.store import Store
 from hub.waiting_room import WaitingRoom
+from kiosk.audit import AuditError
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +158,11 @@ class RunningHub:
     _runners: tuple[web.AppRunner, web.AppRunner]
     _tasks: tuple[asyncio.Task[None], ...]
     _store: Store
+    heads: BoothHeads | None = None
+    _audit: AuditWriter | None = None
 
     async def stop(self) -> None:
-        """Close both listeners and the store."""
+        """Close both listeners, the store and the audit log."""
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,6 +170,11 @@ class RunningHub:
         for runner in self._runners:
             await runner.cleanup()
         self._store.close()
+        writer, self._audit = self._audit, None
+        if writer is not None:
+            writer.hook("service_stopped", {"service": "hub"})
+            writer.close()
+            writer.log.close()
 
 
 def _bound_port(runner: web.AppRunner) -> int:
@@ -189,16 +199,27 @@ async def _housekeeping(app: web.Application, room: WaitingRoom, config: HubConf
             logger.exception("housekeeping failed")
 
 
-async def start(config: HubConfig, audit: AuditHook = log_security_event) -> RunningHub:
-    """Open the store and both listeners; return once they accept connections."""
+async def start(config: HubConfig, audit: AuditHook | None = None) -> RunningHub:
+    """Open the store and both listeners; return once they accept connections.
+
+    Security events go to ``audit``; by default, to the hub's hash-chained audit log in the state directory."""
     paths = StatePaths(config.state)
     if not paths.database.exists() or not paths.server_cert.exists():
         raise StateError(f"{config.state} holds no hub state; run `kiosk-hub init` first")
     doctor_ca = pki.load_issuer(paths.doctor_ca, paths.doctor_ca_key)
     fleet_ca = x509.load_pem_x509_certificate(paths.fleet_ca.read_bytes())
+    writer: AuditWriter | None = None
+    if audit is None:
+        try:
+            writer = AuditWriter(open_hub_audit(config.state))
+        except AuditError as exc:
+            raise StateError(f"audit log: {exc}") from exc
+        audit = writer.hook
+        record_start(audit, config.state, config)
     store = Store(paths.database)
     accounts = Accounts(store, config, audit)
-    room = WaitingRoom(max_invalid_per_minute=config.max_invalid_per_minute, audit=audit)
+    heads = BoothHeads(store, audit)
+    room = WaitingRoom(max_invalid_per_minute=config.max_invalid_per_minute, audit=audit, audit_heads=heads.receive)
     # A mutable set: with port 0 the served origin is only known once the listener is bound.
     origins = set(config.allowed_origins())
     doctors = doctor_app(
@@ -240,6 +261,9 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         await doctor_runner.cleanup()
         await booth_runner.cleanup()
         store.close()
+        if writer is not None:
+            writer.close()
+            writer.log.close()
         raise
     doctor_port = _bound_port(doctor_runner)
     if not config.origins and config.port != doctor_port:
@@ -247,5 +271,13 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         origins.update(replace(config, port=doctor_port).allowed_origins())
     task = asyncio.get_running_loop().create_task(_housekeeping(doctors, room, config))
     return RunningHub(
-        doctor_port, _bound_port(booth_runner), room, accounts, (doctor_runner, booth_runner), (task,), store
+        doctor_port,
+        _bound_port(booth_runner),
+        room,
+        accounts,
+        (doctor_runner, booth_runner),
+        (task,),
+        store,
+        heads,
+        writer,
     )

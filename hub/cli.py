@@ -6,6 +6,8 @@
     kiosk-hub enrol token --state DIR --booth booth-0002 [--ttl 24h]
     kiosk-hub records export --state DIR --out DIR [--key FILE]    open sealed records (operator)
     kiosk-hub records keygen --state DIR                           records key pair for an older state
+    kiosk-hub audit verify --state DIR                the hub's own audit chain: exit 0 intact, 1 broken
+    kiosk-hub audit heads --state DIR --booth ID      the heads a booth sent, as JSON anchors for `kiosk audit verify`
 
 ``enrol token`` prints a one-time enrolment token (JSON: token, booth, expires) once; the hub keeps
 only its hash (see :mod:`hub.enrolment`). ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
@@ -26,9 +28,13 @@ import sys
 from pathlib import Path
 
 from hub import enrolment, pki, records
+from hub.accounts import log_security_event
 from hub.app import StateError, StatePaths, init_dev_state, start
+from hub.audit import BoothHeads, audit_directory, chain_hook, open_hub_audit
 from hub.config import ConfigError, load_config
 from hub.store import Store
+from kiosk.audit import AuditError
+from kiosk.audit.cli import run_verify
 from kiosk.sdnotify import Notifier
 
 
@@ -62,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--key", type=Path, help="records private key (default <state>/records-key.pem)")
     keygen = records_commands.add_parser("keygen", help="create the records key pair if the state has none")
     keygen.add_argument("--state", type=Path, required=True)
+    audit = commands.add_parser("audit", help="the hub's audit chain and the booths' anchors")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check the hub's chain; exit 0 when intact")
+    verify.add_argument("--state", type=Path, required=True)
+    heads = audit_commands.add_parser("heads", help="print the audit heads a booth sent (JSON anchors)")
+    heads.add_argument("--state", type=Path, required=True)
+    heads.add_argument("--booth", required=True, help="booth id, e.g. booth-0001")
     return parser
 
 
@@ -102,6 +115,12 @@ def _add_booth(args: argparse.Namespace) -> int:
         return 1
     pki.save_certificate(paths.booth_cert(args.id), cert)
     pki.save_key(paths.booth_key(args.id), key)
+    try:
+        with open_hub_audit(args.state) as log:
+            log.record("booth_certificate_issued", booth=args.id, serial=f"{cert.serial_number:x}")
+    except AuditError as exc:
+        print(f"kiosk-hub: the certificate was issued but not audited: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"booth": args.id, "certificate": str(paths.booth_cert(args.id))}))
     return 0
 
@@ -119,14 +138,33 @@ def _enrol_token(args: argparse.Namespace) -> int:
     store = Store(paths.database)
     now = datetime.datetime.now(datetime.UTC)
     try:
-        token = enrolment.issue_token(store, args.booth, ttl=ttl, now=now.timestamp())
+        with open_hub_audit(args.state) as log:
+            token = enrolment.issue_token(store, args.booth, ttl=ttl, now=now.timestamp(), audit=chain_hook(log))
     except ValueError as exc:
         print(f"kiosk-hub: {exc}", file=sys.stderr)
         return 2
+    except AuditError as exc:
+        print(f"kiosk-hub: audit log: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     expires = (now + ttl).isoformat(timespec="seconds")
     print(json.dumps({"booth": args.booth, "token": token, "expires": expires}))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if args.audit_command == "verify":
+        return run_verify(audit_directory(args.state), None, prog="kiosk-hub audit verify")
+    database = StatePaths(args.state).database
+    if not database.exists():
+        print(f"kiosk-hub: {args.state} holds no hub state", file=sys.stderr)
+        return 2
+    store = Store(database)
+    try:
+        print(json.dumps(BoothHeads(store, log_security_event).anchors(args.booth), indent=2))
+    finally:
+        store.close()
     return 0
 
 
@@ -177,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return _enrol_token(args)
     if args.command == "records":
         return _records(args)
+    if args.command == "audit":
+        return _audit(args)
     if args.state is None and args.config is None:
         print("kiosk-hub: serve needs --state or a --config that sets it", file=sys.stderr)
         return 2

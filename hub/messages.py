@@ -25,6 +25,7 @@ from typing import Any, Final
 VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # Lone surrogates ("\ud800" escapes) are refused with the control characters:
 # they decode from JSON but cannot be encoded again, so relaying one would
 # break every later send on that connection.
@@ -91,6 +92,11 @@ class Identifier:
 
 
 @dataclass(frozen=True)
+class Digest:
+    """A SHA-256 in 64 lower-case hex digits (an audit chain head)."""
+
+
+@dataclass(frozen=True)
 class Boolean:
     pass
 
@@ -118,7 +124,7 @@ class Tagged:
     kinds: Mapping[str, Mapping[str, Spec]]
 
 
-Spec = Text | Integer | Identifier | Boolean | Nullable | Table | ListOf | Tagged
+Spec = Text | Integer | Identifier | Digest | Boolean | Nullable | Table | ListOf | Tagged
 
 ID: Final = Identifier()
 PEM: Final = Text(8192, multiline=True)
@@ -164,6 +170,8 @@ SCHEMAS: Final[Mapping[Direction, Mapping[str, Mapping[str, Spec]]]] = {
         "withdraw": {},
         "signal": SIGNAL,
         "heartbeat": {},
+        # The booth's audit chain head (kiosk.audit), sent periodically: the hub keeps it as an anchor.
+        "audit_head": {"seq": Integer(1, 2**53), "hash": Digest()},
     },
     Direction.HUB_TO_BOOTH: {
         "accepted": {"session": ID, "doctor": Table({"display_name": Text(80), "certificate": PEM})},
@@ -256,6 +264,9 @@ def _check(value: object, spec: Spec, where: str) -> None:
     elif isinstance(spec, Identifier):
         if not isinstance(value, str) or not _ID.match(value):
             raise MessageError(MessageReason.FIELD, f"{where} must be a 32-hex-digit identifier")
+    elif isinstance(spec, Digest):
+        if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+            raise MessageError(MessageReason.FIELD, f"{where} must be a 64-hex-digit SHA-256")
     elif isinstance(spec, Boolean):
         if not isinstance(value, bool):
             raise MessageError(MessageReason.FIELD, f"{where} must be true or false")

@@ -98,6 +98,15 @@ CREATE TABLE IF NOT EXISTS booth_certificates (
     not_after REAL NOT NULL,
     issued REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_heads (
+    id INTEGER PRIMARY KEY,      -- arrival order
+    booth TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    received REAL NOT NULL,
+    conflict INTEGER NOT NULL DEFAULT 0  -- 1: this head did not extend the one before it
+);
+CREATE INDEX IF NOT EXISTS audit_heads_booth ON audit_heads (booth, id);
 """
 
 
@@ -155,6 +164,19 @@ class Challenge:
     origin: str
     """The console origin the options were asked from; the answer must come from the same one."""
     expires: float
+
+
+@dataclass(frozen=True)
+class AuditHeadRecord:
+    """A booth's audit chain head as the hub received it: an anchor for ``kiosk audit verify``."""
+
+    booth: str
+    seq: int
+    hash: str
+    received: float
+    """Unix seconds."""
+    conflict: bool = False
+    """It did not extend the previous head (lower seq, or same seq with another hash)."""
 
 
 @dataclass(frozen=True)
@@ -510,3 +532,30 @@ class Store:
                 return True
             cursor = self._db.execute(f"INSERT OR IGNORE INTO booth_certificates VALUES ({_SIX})", values)
             return cursor.rowcount == 1
+
+    # -- booths' audit chain heads (anchors) ---------------------------------------------------
+    def add_audit_head(self, head: AuditHeadRecord) -> None:
+        """Keep a head a booth sent (hub.audit decides which ones)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO audit_heads (booth, seq, hash, received, conflict) VALUES (?, ?, ?, ?, ?)",
+                (head.booth, head.seq, head.hash, head.received, int(head.conflict)),
+            )
+
+    def latest_audit_head(self, booth: str) -> AuditHeadRecord | None:
+        """The last head kept for ``booth``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT booth, seq, hash, received, conflict FROM audit_heads WHERE booth = ? ORDER BY id DESC",
+                (booth,),
+            ).fetchone()
+        return AuditHeadRecord(row[0], int(row[1]), row[2], float(row[3]), bool(row[4])) if row else None
+
+    def audit_heads(self, booth: str) -> list[AuditHeadRecord]:
+        """Every head kept for ``booth``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT booth, seq, hash, received, conflict FROM audit_heads WHERE booth = ? ORDER BY id",
+                (booth,),
+            ).fetchall()
+        return [AuditHeadRecord(r[0], int(r[1]), r[2], float(r[3]), bool(r[4])) for r in rows]

@@ -151,9 +151,17 @@ def _doctor_text(type_: str, **body: Any) -> str:
 class WaitingRoom:
     """Waiting entries, consultations and the links they run over; ``now`` is monotonic seconds."""
 
-    def __init__(self, *, max_invalid_per_minute: int = 20, audit: AuditHook = log_security_event) -> None:
+    def __init__(
+        self,
+        *,
+        max_invalid_per_minute: int = 20,
+        audit: AuditHook = log_security_event,
+        audit_heads: Callable[[str, int, str], object] | None = None,
+    ) -> None:
         self.max_invalid = max_invalid_per_minute
         self.audit = audit
+        self.audit_heads = audit_heads
+        """Receives each booth's ``audit_head`` (booth, seq, hash): :class:`hub.audit.BoothHeads`."""
         self.booths: dict[str, BoothLink] = {}
         self.doctors: set[DoctorLink] = set()
         self.entries: dict[str, Entry] = {}
@@ -238,6 +246,8 @@ class WaitingRoom:
             consultation.doctor.endpoint.send(
                 _doctor_text("signal", session=consultation.session, payload=message["payload"])
             )
+        elif message.type == "audit_head" and self.audit_heads is not None:
+            self.audit_heads(link.booth, message["seq"], message["hash"])
         # heartbeat: nothing to do; reading it kept the connection alive.
 
     # -- doctor messages --------------------------------------------------------------------------------

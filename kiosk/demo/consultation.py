@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.records import ensure_records_key
+from kiosk.audit import AuditLog
 from kiosk.demo.browser import has_display, home_with_ca, launch_chromium
 from kiosk.demo.card import DemoCard
 from kiosk.demo.display import virtual_display
@@ -345,17 +346,19 @@ async def booth(
     # The session's records, sealed to the hub's records key (a state from before records gets one now).
     records = open_records(state, ensure_records_key(hub.state), hub.booth_id)
     try:
-        async with emulated_stack(
-            state / "emulated",
-            hub=endpoint,
-            credentials=credentials,
-            card=PcscCardService(PcscMonitor),
-            temp_dir=temp,
-            settings=settings,
-            records=records,
-        ) as stack:
-            await stack.session.link.wait_connected(30)
-            yield stack
+        with AuditLog(state / "audit", source="booth") as audit_log:
+            async with emulated_stack(
+                state / "emulated",
+                hub=endpoint,
+                credentials=credentials,
+                card=PcscCardService(PcscMonitor),
+                temp_dir=temp,
+                settings=settings,
+                records=records,
+                audit_log=audit_log,
+            ) as stack:
+                await stack.session.link.wait_connected(30)
+                yield stack
     finally:
         records.close()
 

@@ -144,6 +144,10 @@ class FileEvent:
     mime: str
     data: bytes = field(repr=False)
     from_doctor: bool = True
+    sha256: str = ""
+    """For a file the booth sent: its SHA-256, for the audit trail."""
+    size: int = 0
+    """For a file the booth sent: its size in bytes."""
 
 
 @dataclass(frozen=True)
@@ -709,7 +713,7 @@ class BoothSession:
                 return
             self._send(call, text)
         # With the bytes: the booth's records service seals what the booth sent (stills, documents).
-        self._emit(FileEvent(sender.name, sender.mime, sender.data, from_doctor=False))
+        self._emit(FileEvent(sender.name, sender.mime, sender.data, False, sender.sha256, len(sender.data)))
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def _send(self, call: _Call, text: str) -> None:

@@ -10,7 +10,8 @@ WATCHDOG=1 from the loop Kivy runs on (:mod:`kiosk.sdnotify`). The booth's
 state directory holds Kivy's home (no log files: patient screens must leave no
 trace), the app's temporary directory, emptied at every wipe, and the sealed
 records spool (``records/``, which the wipe leaves alone: the booth cannot read
-it, ``kiosk-uploader`` empties it).
+it, ``kiosk-uploader`` empties it) and the booth's hash-chained audit log
+(``audit/``, :mod:`kiosk.audit`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.audit import AuditLog
+from kiosk.audit.booth import BoothAudit
 from kiosk.records.service import SealedRecords, open_records
 from kiosk.sdnotify import Notifier
 from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
@@ -55,6 +58,7 @@ class BoothStack:
     session: BoothSession
     booth: EmulatedBooth
     video: CallVideo
+    audit: BoothAudit | None = None
 
 
 def empty_directory(path: Path) -> None:
@@ -100,6 +104,7 @@ def emulated_stack(
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
     records: RecordsService | None = None,
+    audit_log: AuditLog | None = None,
 ) -> contextlib.AbstractAsyncContextManager[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
     return booth_stack(
@@ -112,6 +117,7 @@ def emulated_stack(
         ice=ice,
         speaker_ok=speaker_ok,
         records=records,
+        audit_log=audit_log,
     )
 
 
@@ -127,15 +133,25 @@ async def booth_stack(
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
     records: RecordsService | None = None,
+    audit_log: AuditLog | None = None,
 ) -> AsyncIterator[BoothStack]:
     """A whole booth on ``equipment`` (emulated or real peripherals), connected to ``hub``; everything stops on exit.
 
-    ``speaker_ok`` reports the sound output as working without probing it (emulated booths have none).
+    ``speaker_ok`` reports the sound output as working without probing it (emulated booths have none). With
+    ``audit_log``, the flow's and the session's events go to it and its head to the hub.
     """
     async with equipment as booth:
         session = BoothSession(
             hub=hub, credentials=credentials, media=booth.media, peripherals=booth.peripherals, ice=ice
         )
+        booth_audit: BoothAudit | None = None
+        if audit_log is not None:
+            booth_audit = BoothAudit(
+                audit_log,
+                send_head=lambda seq, digest: session.link.send("audit_head", seq=seq, hash=digest),
+                consultation=lambda: session.call.session if session.call is not None else None,
+            )
+            session.add_listener(booth_audit.session_event)
         room = booth.cameras["room"]
         video = CallVideo(session, room)
         forget: Callable[[], None] = (lambda: empty_directory(temp_dir)) if temp_dir is not None else (lambda: None)
@@ -150,18 +166,24 @@ async def booth_stack(
             ),
             video=video,
             speaker=EspeakSpeaker(),
-            audit=audit,
-            forget=forget,
+            audit=booth_audit.flow_event if booth_audit is not None else audit,
+            forget=booth_audit.wrap_forget(forget) if booth_audit is not None else forget,
             records=records or NoRecords(),
         )
         controller = Controller(services, flow_config)
         await session.start()
         video.start()
+        if booth_audit is not None:
+            booth_audit.start()
         try:
-            yield BoothStack(controller, session, booth, video)
+            yield BoothStack(controller, session, booth, video, booth_audit)
         finally:
+            if booth_audit is not None:
+                await booth_audit.report_head()
             await video.stop()
             await session.close()
+            if booth_audit is not None:
+                await booth_audit.stop()  # last: the session's own ending is recorded before the stop
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -195,29 +217,25 @@ async def run(args: argparse.Namespace) -> int:
     config = FlowConfig(
         staff_pin_hash=args.staff_pin_hash, cleaning_required=args.cleaning_required, default_language=args.language
     )
-    from kiosk.ui.app import BoothApp, run_app  # imports Kivy: only after prepare_state set its environment
-
     notifier = Notifier()
     watchdog = asyncio.create_task(notifier.keep_alive())
     records = records_from_args(args)
     try:
-        async with booth_stack(
-            booth_equipment(args),
-            hub=endpoint,
-            credentials=credentials,
-            card=PcscCardService(),
-            temp_dir=temp,
-            flow_config=config,
-            speaker_ok=args.emulate is not None,
-            records=records,
-        ) as stack:
-            app = BoothApp(stack.controller)
-            ready = asyncio.create_task(_notify_ready(app, notifier))
-            try:
-                await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)), app=app)
-            finally:
-                ready.cancel()
-                notifier.stopping()
+        with AuditLog(args.state / "audit", source="booth") as audit_log:
+            async with booth_stack(
+                booth_equipment(args),
+                hub=endpoint,
+                credentials=credentials,
+                card=PcscCardService(),
+                temp_dir=temp,
+                flow_config=config,
+                speaker_ok=args.emulate is not None,
+                records=records,
+                audit_log=audit_log,
+            ) as stack:
+                if stack.audit is not None:
+                    stack.audit.record_start(vars(args))
+                await _run_until_closed(stack, notifier, fullscreen=args.fullscreen, size=(int(width), int(height)))
     finally:
         watchdog.cancel()
         notifier.close()
@@ -225,6 +243,19 @@ async def run(args: argparse.Namespace) -> int:
             records.close()  # what is queued is sealed before the process ends
     empty_directory(temp)
     return 0
+
+
+async def _run_until_closed(stack: BoothStack, notifier: Notifier, *, fullscreen: bool, size: tuple[int, int]) -> None:
+    """The app's window until it closes; READY=1 once the welcome screen is up, STOPPING=1 at the end."""
+    from kiosk.ui.app import BoothApp, run_app  # imports Kivy: only after prepare_state set its environment
+
+    app = BoothApp(stack.controller)
+    ready = asyncio.create_task(_notify_ready(app, notifier))
+    try:
+        await run_app(stack.controller, fullscreen=fullscreen, size=size, app=app)
+    finally:
+        ready.cancel()
+        notifier.stopping()
 
 
 async def _notify_ready(app: BoothApp, notifier: Notifier) -> None:

@@ -19,6 +19,7 @@ from kiosk.identity.virtual.cards import synthetic_nir
 
 pytestmark = [pytest.mark.timeout(420)]
 
+BOOTH = "booth-0001"
 PATIENT = {"surname": "TESTQUILLARD", "first_name": "Oriabelle", "birth_date": "1958-07-19"}
 EXPORT = [sys.executable, "-m", "hub.cli", "records", "export"]
 STEPS = [
@@ -107,3 +108,35 @@ def test_demo_runs_a_whole_consultation_and_forgets_the_patient(tmp_path: Path) 
     identification = next(entry for entry in index if entry["kind"] == "identification")
     opened = json.loads((tmp_path / "records" / identification["file"]).read_text())
     assert opened["surname"] == PATIENT["surname"] and opened["nir"] == nir
+
+    # The booth's audit trail: it saw the consultation, it is intact, and it matches the heads the hub kept.
+    entries = [json.loads(line) for line in (booth_state / "audit" / "audit.log").read_text().splitlines()]
+    events = {entry["event"] for entry in entries}
+    for expected in (
+        "consent_given",
+        "patient_identified",
+        "doctor_verified",
+        "peripheral_command",
+        "file_sent",
+        "consultation_ended",
+        "patient_session_ended",
+    ):
+        assert expected in events, expected
+    heads = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "audit", "heads", "--state", str(out / "state" / "hub"), "--booth", BOOTH],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(heads.stdout)
+    assert json.loads(heads.stdout)["anchors"], "the booth sent its head to the hub"
+    verified = subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", "audit", "verify", "--state", str(booth_state), "--anchors", str(anchors)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
