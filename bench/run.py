@@ -3,7 +3,8 @@
     python -m bench.run [NAME ...]
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
-``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``, ``provision``); none means all.
+``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
+``enrolment``, ``records``, ``units``, ``provision``); none means all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ BENCHMARKS = (
     "hub_capacity",
     "consultation",
     "patient_app",
+    "enrolment",
+    "records",
+    "units",
     "provision",
 )
 

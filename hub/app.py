@@ -6,8 +6,10 @@ State directory layout (created by ``kiosk-hub init``)::
     doctor-ca.pem doctor-ca.key       doctor-issuing intermediate CA
     hub.pem       hub.key             hub server certificate (both listeners)
     booths/booth-0001.pem, .key       booth certificates (development: the hub mints one)
-    hub.db                            SQLite store (accounts, sessions, login failures)
+    hub.db                            SQLite store (accounts, sessions, login failures, enrolment tokens)
     dev-credentials.json              development only: the demo doctor's password and TOTP secret
+    records-key.pem records-pub.pem   records key pair (X25519; the private key is the operator's, see hub.records)
+    records/<booth id>/<id>.rec       sealed records uploaded by booths
 
 Private keys and the credentials file are mode 0600.
 """
@@ -28,7 +30,7 @@ from typing import Final
 from aiohttp import web
 from cryptography import x509
 
-from hub import pki, tls
+from hub import enrolment, pki, records, tls
 from hub.accounts import Accounts, AuditHook, log_security_event, totp_uri
 from hub.booth_api import booth_app
 from hub.config import HubConfig
@@ -120,6 +122,7 @@ def init_dev_state(root: Path, *, force: bool = False) -> dict[str, str]:
         paths.booth_cert(DEV_BOOTH), pki.issue_booth_certificate(fleet, booth_key.public_key(), DEV_BOOTH, now=now)
     )
     pki.save_key(paths.booth_key(DEV_BOOTH), booth_key)
+    records.ensure_records_key(root)
     store = Store(paths.database)
     try:
         accounts = Accounts(store, HubConfig(state=root))
@@ -208,6 +211,13 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         heartbeat=config.heartbeat,
     )
     booths = booth_app(room, fleet_ca, heartbeat=config.heartbeat)
+    fleet = pki.load_issuer(paths.fleet_ca, paths.fleet_ca_key)
+    enrolment.install(
+        doctors,
+        booths,
+        enrolment.Enrolment(store, fleet, audit=audit, burst=config.enrol_burst, per_minute=config.enrol_per_minute),
+    )
+    records.add_routes(booths, records.RecordsInbox(config.state / "records", audit=audit))
     doctor_runner = web.AppRunner(doctors, access_log=None)
     booth_runner = web.AppRunner(booths, access_log=None)
     await doctor_runner.setup()

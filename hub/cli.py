@@ -3,9 +3,14 @@
     kiosk-hub init --dev --state DIR [--force]
     kiosk-hub serve --state DIR [--host H] [--port P] [--booth-port Q] [--config FILE.toml]
     kiosk-hub add-booth --state DIR --id booth-0002
+    kiosk-hub enrol token --state DIR --booth booth-0002 [--ttl 24h]
+    kiosk-hub records export --state DIR --out DIR [--key FILE]    open sealed records (operator)
+    kiosk-hub records keygen --state DIR                           records key pair for an older state
 
-``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
-both listeners accept connections; scripts and tests wait for it.
+``enrol token`` prints a one-time enrolment token (JSON: token, booth, expires) once; the hub keeps
+only its hash (see :mod:`hub.enrolment`). ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
+both listeners accept connections; scripts and tests wait for it. Under systemd (``kiosk-hub.service``) it also
+sends READY=1 then WATCHDOG=1 from its event loop (:mod:`kiosk.sdnotify`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import signal
 import sys
 from pathlib import Path
 
-from hub import pki
+from hub import enrolment, pki, records
 from hub.app import StateError, StatePaths, init_dev_state, start
 from hub.config import ConfigError, load_config
+from hub.store import Store
+from kiosk.sdnotify import Notifier
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +48,34 @@ def _parser() -> argparse.ArgumentParser:
     booth = commands.add_parser("add-booth", help="mint a booth certificate and key with the fleet CA")
     booth.add_argument("--state", type=Path, required=True)
     booth.add_argument("--id", required=True, help="booth id, e.g. booth-0002")
+    enrol = commands.add_parser("enrol", help="booth enrolment")
+    enrol_commands = enrol.add_subparsers(dest="enrol_command", required=True)
+    token = enrol_commands.add_parser("token", help="print a one-time enrolment token for a booth")
+    token.add_argument("--state", type=Path, required=True)
+    token.add_argument("--booth", required=True, help="booth id, e.g. booth-0002")
+    token.add_argument("--ttl", default="24h", help="lifetime: 30m, 24h, 7d... (default 24h, at most 30d)")
+    records_parser = commands.add_parser("records", help="sealed session records")
+    records_commands = records_parser.add_subparsers(dest="records_command", required=True)
+    export = records_commands.add_parser("export", help="open the inbox's records with the records private key")
+    export.add_argument("--state", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--key", type=Path, help="records private key (default <state>/records-key.pem)")
+    keygen = records_commands.add_parser("keygen", help="create the records key pair if the state has none")
+    keygen.add_argument("--state", type=Path, required=True)
     return parser
+
+
+def _records(args: argparse.Namespace) -> int:
+    if args.records_command == "keygen":
+        print(json.dumps({"records_public_key": str(records.ensure_records_key(args.state))}))
+        return 0
+    try:
+        result = records.export(args.state, args.out, args.key)
+    except records.InboxError as exc:
+        print(f"kiosk-hub: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"exported": result.exported, "failed": result.failed, "index": str(args.out / "index.json")}))
+    return 1 if result.failed else 0
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -72,6 +106,30 @@ def _add_booth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enrol_token(args: argparse.Namespace) -> int:
+    paths = StatePaths(args.state)
+    if not paths.database.exists():
+        print(f"kiosk-hub: {args.state} holds no hub state; run `kiosk-hub init` first", file=sys.stderr)
+        return 1
+    try:
+        ttl = enrolment.parse_ttl(args.ttl)
+    except ValueError as exc:
+        print(f"kiosk-hub: --ttl: {exc}", file=sys.stderr)
+        return 2
+    store = Store(paths.database)
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        token = enrolment.issue_token(store, args.booth, ttl=ttl, now=now.timestamp())
+    except ValueError as exc:
+        print(f"kiosk-hub: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    expires = (now + ttl).isoformat(timespec="seconds")
+    print(json.dumps({"booth": args.booth, "token": token, "expires": expires}))
+    return 0
+
+
 async def _serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(
@@ -93,10 +151,17 @@ async def _serve(args: argparse.Namespace) -> int:
     host = f"[{config.host}]" if ":" in config.host else config.host
     booth_host = f"[{config.booth_host}]" if ":" in config.booth_host else config.booth_host
     print(f"ready doctor=https://{host}:{hub.doctor_port} booth=wss://{booth_host}:{hub.booth_port}", flush=True)
+    # Under systemd (kiosk-hub.service, Type=notify): ready now, then pings from this loop for the watchdog.
+    notifier = Notifier()
+    notifier.ready(f"doctors on port {hub.doctor_port}, booths on port {hub.booth_port}")
+    watchdog = asyncio.create_task(notifier.keep_alive())
     try:
         await stop.wait()
     finally:
+        notifier.stopping()
+        watchdog.cancel()
         await hub.stop()
+        notifier.close()
     return 0
 
 
@@ -108,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return _init(args)
     if args.command == "add-booth":
         return _add_booth(args)
+    if args.command == "enrol":
+        return _enrol_token(args)
+    if args.command == "records":
+        return _records(args)
     if args.state is None and args.config is None:
         print("kiosk-hub: serve needs --state or a --config that sets it", file=sys.stderr)
         return 2

@@ -31,6 +31,10 @@ Example ``hub.toml`` (every key optional)::
     heartbeat = 30              # seconds between WebSocket pings
     queue_refresh = 30          # seconds between waiting-room refreshes
 
+    [enrolment]                 # POST /api/enrol (hub/enrolment.py), per client address, as a token bucket
+    burst = 10
+    per_minute = 6
+
     [ice]                       # what the console's WebRTC peer uses (GET /api/config); default: nothing
     urls = ["stun:turn.example.org:3478", "turn:turn.example.org:3478?transport=udp",
             "turns:turn.example.org:5349?transport=tcp"]   # stun:, turn:, turns: URLs
@@ -99,14 +103,23 @@ class HubConfig:
     """Seconds a TURN credential handed to the console stays valid."""
     relay_only: bool = False
     """The console gathers TURN relay candidates only (``iceTransportPolicy: "relay"``)."""
+    enrol_burst: int = 10
+    enrol_per_minute: float = 6.0
 
     def __post_init__(self) -> None:
         if not 0 < self.absolute_lifetime <= MAX_SESSION_LIFETIME:
             raise ConfigError("session.absolute_lifetime must be between 1 s and 12 hours")
-        for name in ("idle_timeout", "pending_lifetime", "lock_seconds", "rate_per_minute", "heartbeat"):
+        for name in (
+            "idle_timeout",
+            "pending_lifetime",
+            "lock_seconds",
+            "rate_per_minute",
+            "heartbeat",
+            "enrol_per_minute",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        if self.max_failures < 1 or self.rate_burst < 1 or self.max_invalid_per_minute < 1:
+        if self.max_failures < 1 or self.rate_burst < 1 or self.max_invalid_per_minute < 1 or self.enrol_burst < 1:
             raise ConfigError("max_failures, burst and max_invalid_per_minute must be at least 1")
         self._check_ice()
 
@@ -158,6 +171,8 @@ _KEYS: Final[dict[tuple[str, str], str]] = {
     ("ice", "turn_secret"): "turn_secret",
     ("ice", "turn_ttl"): "turn_ttl",
     ("ice", "relay_only"): "relay_only",
+    ("enrolment", "burst"): "enrol_burst",
+    ("enrolment", "per_minute"): "enrol_per_minute",
 }
 
 

@@ -13,6 +13,15 @@ keys (public key, signature counter); ``webauthn_users`` the random user
 handle an authenticator stores for an account; ``webauthn_challenges`` the one
 outstanding challenge of a session (pending: login, active: registration),
 deleted when used, when it expires, or with its session.
+
+Enrolment: ``enrolment_tokens`` keeps the one-time tokens a technician hands
+to a new booth (:mod:`hub.enrolment`): only their SHA-256, the booth id they
+are for, their expiry and when they were used. A token is consumed by one
+conditional UPDATE, so two booths racing with the same token cannot both win.
+``booth_certificates`` keeps the latest certificate issued to each booth: a
+renewal must come from that one, so a superseded (say, stolen) certificate
+cannot renew itself into a fresh one; and a booth whose answer was lost gets
+the same certificate again by asking with the same key.
 """
 
 from __future__ import annotations
@@ -74,6 +83,21 @@ CREATE TABLE IF NOT EXISTS webauthn_challenges (
     origin TEXT NOT NULL,
     expires REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS enrolment_tokens (
+    token_hash BLOB PRIMARY KEY,    -- SHA-256 of the token: a copy of the database enrols nobody
+    booth_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    used REAL                       -- when it was consumed; NULL while unused
+);
+CREATE TABLE IF NOT EXISTS booth_certificates (
+    booth_id TEXT PRIMARY KEY,      -- the latest certificate enrolment or renewal issued to each booth
+    serial TEXT NOT NULL,           -- hex; only this one may renew
+    key_sha256 BLOB NOT NULL,       -- SHA-256 of its SubjectPublicKeyInfo: a retry with the same key gets it again
+    certificate TEXT NOT NULL,      -- PEM
+    not_after REAL NOT NULL,
+    issued REAL NOT NULL
+);
 """
 
 
@@ -133,6 +157,34 @@ class Challenge:
     expires: float
 
 
+@dataclass(frozen=True)
+class EnrolmentToken:
+    """A one-time enrolment token, as stored (its hash, never the token)."""
+
+    token_hash: bytes
+    booth_id: str
+    created: float
+    expires: float
+    used: float | None
+
+
+@dataclass(frozen=True)
+class BoothCertificate:
+    """The latest certificate issued to a booth (by enrolment or renewal)."""
+
+    booth_id: str
+    serial: str
+    """Hex, as in the audit events."""
+    key_sha256: bytes
+    """SHA-256 of the certified SubjectPublicKeyInfo (DER)."""
+    certificate: str
+    """PEM."""
+    not_after: float
+    issued: float
+
+
+_BOOTH_CERTIFICATE_COLUMNS: Final = "booth_id, serial, key_sha256, certificate, not_after, issued"
+_SIX: Final = "?, ?, ?, ?, ?, ?"
 _CREDENTIAL_COLUMNS: Final = "credential_id, username, public_key, sign_count, transports, name, created, last_used"
 
 
@@ -384,3 +436,77 @@ class Store:
         if found.purpose != purpose or found.expires <= now:
             return None
         return found
+
+    # -- enrolment tokens ------------------------------------------------------------------
+    def add_enrolment_token(self, token_hash: bytes, booth_id: str, *, now: float, expires: float) -> None:
+        """Keep a new token's hash for ``booth_id`` until ``expires``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO enrolment_tokens VALUES (?, ?, ?, ?, NULL)", (token_hash, booth_id, now, expires)
+            )
+
+    def enrolment_token(self, token_hash: bytes) -> EnrolmentToken | None:
+        """The token with this hash, used or expired or not (the caller decides)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token_hash, booth_id, created, expires, used FROM enrolment_tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        if row is None:
+            return None
+        token_hash_found, booth_id, created, expires, used = row
+        return EnrolmentToken(
+            bytes(token_hash_found), booth_id, float(created), float(expires), None if used is None else float(used)
+        )
+
+    def consume_enrolment_token(self, token_hash: bytes, now: float) -> bool:
+        """Mark a token used; False (and nothing changes) when it is unknown, already used or expired."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE enrolment_tokens SET used = ? WHERE token_hash = ? AND used IS NULL AND expires > ?",
+                (now, token_hash, now),
+            )
+        return cursor.rowcount == 1
+
+    def purge_enrolment_tokens(self, before: float) -> int:
+        """Delete tokens that expired before ``before`` (used or not); how many went."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM enrolment_tokens WHERE expires < ?", (before,))
+        return cursor.rowcount
+
+    # -- booth certificates ------------------------------------------------------------------
+    def booth_certificate(self, booth_id: str) -> BoothCertificate | None:
+        """The latest certificate issued to a booth by enrolment or renewal, if any."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_BOOTH_CERTIFICATE_COLUMNS} FROM booth_certificates WHERE booth_id = ?", (booth_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        booth, serial, key_sha256, certificate, not_after, issued = row
+        return BoothCertificate(booth, serial, bytes(key_sha256), certificate, float(not_after), float(issued))
+
+    def record_booth_certificate(self, record: BoothCertificate, *, previous: str | None = None) -> bool:
+        """Make ``record`` the booth's latest certificate. With ``previous`` (a renewal), only if the serial
+        recorded is still ``previous``, or none is: False when another renewal got there first."""
+        values = (
+            record.booth_id,
+            record.serial,
+            record.key_sha256,
+            record.certificate,
+            record.not_after,
+            record.issued,
+        )
+        with self._lock:
+            if previous is None:
+                self._db.execute(f"INSERT OR REPLACE INTO booth_certificates VALUES ({_SIX})", values)
+                return True
+            cursor = self._db.execute(
+                f"UPDATE booth_certificates SET ({_BOOTH_CERTIFICATE_COLUMNS}) = ({_SIX})"
+                " WHERE booth_id = ? AND serial = ?",
+                (*values, record.booth_id, previous),
+            )
+            if cursor.rowcount == 1:
+                return True
+            cursor = self._db.execute(f"INSERT OR IGNORE INTO booth_certificates VALUES ({_SIX})", values)
+            return cursor.rowcount == 1

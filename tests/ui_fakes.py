@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from kiosk.identity.identity import Beneficiary, CardIdentity, Nir
 from kiosk.identity.virtual.cards import synthetic_nir
@@ -73,15 +74,42 @@ class FakeSelfCheck:
             yield CheckResult(name, name not in self.failing)
 
 
+class FakeRecords:
+    """Keeps what would be sealed, in order; ``flushes`` counts the controller's waits."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, dict[str, str]]] = []
+        self.flushes = 0
+
+    def record(self, kind: str, payload: bytes, meta: Mapping[str, str]) -> None:
+        self.records.append((kind, payload, dict(meta)))
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.records]
+
+    def documents(self, kind: str) -> list[dict[str, object]]:
+        return [json.loads(payload) for k, payload, _ in self.records if k == kind]
+
+
 class FakeServices(Services):
     card: FakeCard
     session: FakeSession
     selfcheck: FakeSelfCheck
+    records: FakeRecords
 
     def __init__(self) -> None:
         self.audited: list[str] = []
         self.forgotten = 0
-        super().__init__(card=FakeCard(), session=FakeSession(), selfcheck=FakeSelfCheck(), audit=self.audited.append)
+        super().__init__(
+            card=FakeCard(),
+            session=FakeSession(),
+            selfcheck=FakeSelfCheck(),
+            audit=self.audited.append,
+            records=FakeRecords(),
+        )
         self.forget = self._forget
 
     def _forget(self) -> None:

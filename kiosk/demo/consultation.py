@@ -34,12 +34,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.records import ensure_records_key
 from kiosk.demo.browser import has_display, home_with_ca, launch_chromium
 from kiosk.demo.card import DemoCard
 from kiosk.demo.display import virtual_display
 from kiosk.demo.hub import DevHub
 from kiosk.identity.pcsc import PcscMonitor
 from kiosk.identity.virtual.cards import SyntheticPerson
+from kiosk.records.service import open_records
+from kiosk.records.uploader import Uploader, UploaderConfig
 from kiosk.session.booth import credentials_from_args
 from kiosk.session.emulated import EmulationSettings
 from kiosk.ui import flow as f
@@ -281,6 +284,25 @@ async def _script(
     await card.remove()
 
 
+async def upload_records(out: Path, hub: DevHub) -> StepResult:
+    """Send the session's sealed records to the hub (what ``kiosk-uploader`` does on a booth)."""
+    paths = hub.paths
+    uploader = Uploader(
+        UploaderConfig(
+            out / "state" / "booth",
+            hub.booth_url,
+            paths.fleet_ca,
+            paths.booth_cert(hub.booth_id),
+            paths.booth_key(hub.booth_id),
+        )
+    )
+    began = time.monotonic()
+    count = len(uploader.spool.pending())
+    left = await uploader.once()
+    print(f"  records-upload ... {count - left} sealed records uploaded, {left} left")
+    return StepResult("records-upload", count > 0 and left == 0, time.monotonic() - began, f"{left} left" * bool(left))
+
+
 def forgotten(roots: list[Path], people: list[SyntheticPerson]) -> list[str]:
     """Files under ``roots`` that still hold a patient's name or NIR (the wipe check)."""
     needles = [n.encode() for p in people for n in (p.surname, p.first_name, p.nir) if len(n) >= 3]
@@ -320,16 +342,22 @@ async def booth(
     )
     endpoint, credentials = credentials_from_args(args)
     settings = settings or EmulationSettings(stream_size=(640, 360), nibp_speed=4.0)
-    async with emulated_stack(
-        state / "emulated",
-        hub=endpoint,
-        credentials=credentials,
-        card=PcscCardService(PcscMonitor),
-        temp_dir=temp,
-        settings=settings,
-    ) as stack:
-        await stack.session.link.wait_connected(30)
-        yield stack
+    # The session's records, sealed to the hub's records key (a state from before records gets one now).
+    records = open_records(state, ensure_records_key(hub.state), hub.booth_id)
+    try:
+        async with emulated_stack(
+            state / "emulated",
+            hub=endpoint,
+            credentials=credentials,
+            card=PcscCardService(PcscMonitor),
+            temp_dir=temp,
+            settings=settings,
+            records=records,
+        ) as stack:
+            await stack.session.link.wait_connected(30)
+            yield stack
+    finally:
+        records.close()
 
 
 async def run(out: Path, *, scripted: bool, headless_doctor: bool) -> Summary:
@@ -351,6 +379,7 @@ async def run(out: Path, *, scripted: bool, headless_doctor: bool) -> Summary:
                         left = forgotten([out / "state" / "booth", Path(tempfile.gettempdir())], card.expected())
                         summary.steps.append(StepResult("wipe-check", not left, 0.0, ", ".join(left)[:300]))
                         print(f"  wipe-check ... {'ok' if not left else 'FAILED: ' + ', '.join(left)}")
+                        summary.steps.append(await upload_records(out, hub))
                     else:
                         print_welcome(hub)
                         inserting = asyncio.create_task(insert_when_asked(stack, card))

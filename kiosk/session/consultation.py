@@ -708,7 +708,8 @@ class BoothSession:
             if call is not self._call:
                 return
             self._send(call, text)
-        self._emit(FileEvent(sender.name, sender.mime, b"", from_doctor=False))
+        # With the bytes: the booth's records service seals what the booth sent (stills, documents).
+        self._emit(FileEvent(sender.name, sender.mime, sender.data, from_doctor=False))
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def _send(self, call: _Call, text: str) -> None:

@@ -18,12 +18,16 @@ import contextlib
 import datetime
 import enum
 import gc
+import hashlib
+import json
 import logging
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from kiosk.identity.identity import Beneficiary, CardIdentity
+from kiosk.memory import return_free_memory
 from kiosk.session.consultation import (
     ChatEvent,
     CommandEvent,
@@ -158,6 +162,7 @@ class Controller:
         self._selfcheck_task: asyncio.Task[None] | None = None
         self._in_call = False
         self._announced = False
+        self._records = SessionRecords()
         self.wipes = 0
         """Completed wipes (tests and benches count sessions with it)."""
         services.session.add_listener(self._on_session_event)
@@ -218,6 +223,7 @@ class Controller:
             return
         self.view.chat.append(ChatLine(text, from_doctor=False))
         del self.view.chat[:-MAX_CHAT_LINES]
+        self._record("chat", {"from": "patient", "text": text})
         self._spawn(self.services.session.send_chat(text))
         self.send(f.Touch())
 
@@ -313,11 +319,14 @@ class Controller:
                 self._say(message)
             case f.Audit(event=event):
                 self.services.audit(event)
+                if event in ("consent_given", "consent_declined"):
+                    self._record_consent(event == "consent_given")
             case f.Wipe():
                 self._spawn(self.wipe())
             case f.Withdraw():
                 self._spawn(self._leave())
             case f.JoinWaitingRoom(reason=reason):
+                self._record_identification(reason)
                 self._spawn(self._join(reason))
             case f.StartSelfCheck():
                 self._start_selfcheck()
@@ -342,6 +351,7 @@ class Controller:
         if self._selfcheck_task is not None:
             self._selfcheck_task.cancel()
             self._selfcheck_task = None
+        await self._record_summary()
         self._identity = None
         try:
             self.services.forget()
@@ -350,6 +360,7 @@ class Controller:
         self.view = View()
         self.settings = Settings()
         gc.collect()  # received files and frames held by dropped objects go now, not at some later cycle
+        return_free_memory()
         self.wipes += 1
         self.send(f.WipeDone())
 
@@ -482,10 +493,12 @@ class Controller:
                 self.view.sas_digits, self.view.sas_words = sas.digits, sas.words
                 self.send(f.SasShown(sas.digits))
             case ChatEvent(text=text, from_doctor=True):
+                self._record("chat", {"from": "doctor", "text": text})
                 self.view.chat.append(ChatLine(text, from_doctor=True))
                 del self.view.chat[:-MAX_CHAT_LINES]
                 self._changed()
             case FileEvent():
+                self._record_file(event)
                 # Shown as a count only; the content stays in the session until the wipe.
                 self.view.files_received += 1
                 self.view.prescription = self.view.prescription or event.mime == "application/pdf"
@@ -549,6 +562,7 @@ class Controller:
         if name == "cuff":
             self.view.cuff_pressure = values.get("pressure")
         else:
+            self._record("reading", {"measurement": name, "values": values})
             self.view.live = values
             if name == "blood_pressure":
                 self.view.cuff_pressure = None
@@ -556,6 +570,86 @@ class Controller:
                 if key in values:
                     self.view.readings[key] = values[key]
         self._changed()
+
+    # -- sealed records -----------------------------------------------------------------------------
+    # What the session produces goes, as it happens, to the records service, sealed to the hub's records key
+    # (the booth cannot read it back). Every record carries the session's opaque token so the hub's
+    # operator can put a consultation back together.
+    def _record(self, kind: str, document: Mapping[str, object]) -> None:
+        self._records.count += 1
+        body = {"session": self._records.token, "at": _iso(self._records.wall_clock()), **document}
+        payload = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        self.services.records.record(kind, payload, {"session": self._records.token, "mime": "application/json"})
+
+    def _record_consent(self, given: bool) -> None:
+        if self._records.started is None:
+            self._records.started = self._records.wall_clock()
+        self._record(
+            "consent",
+            {
+                "decision": "given" if given else "declined",
+                "language": self.flow.language,
+                "consent_text_version": consent_text_version(self.tr),
+            },
+        )
+
+    def _record_identification(self, reason: f.VisitReason) -> None:
+        if self._records.identified:
+            return  # back in the queue after a lost call: the same patient
+        document: dict[str, object] = {"reason": reason.value}
+        if self.flow.manual_identity is not None:
+            manual = self.flow.manual_identity
+            document.update(
+                source="manual", surname=manual.surname, first_name=manual.first_name, birth_date=manual.birth_date
+            )
+        elif self._identity is not None and self.flow.beneficiary is not None:
+            person = self._identity.beneficiaries[self.flow.beneficiary]
+            document.update(
+                source="card",
+                surname=person.surname,
+                first_name=person.first_name,
+                birth_date=person.birth_date.isoformat() if person.birth_date else person.birth_date_text,
+                nir=person.nir.reveal(),
+            )
+        else:
+            return
+        self._records.identified = True
+        self._record("identification", document)
+
+    def _record_file(self, event: FileEvent) -> None:
+        if not event.data:
+            return
+        self._records.count += 1
+        kind = "still" if not event.from_doctor and event.mime.startswith("image/") else "file"
+        meta = {
+            "session": self._records.token,
+            "name": event.name,
+            "mime": event.mime,
+            "from": "doctor" if event.from_doctor else "booth",
+            "sha256": hashlib.sha256(event.data).hexdigest(),
+        }
+        self.services.records.record(kind, event.data, meta)
+
+    async def _record_summary(self) -> None:
+        records = self._records
+        if records.started is not None:
+            self._record(
+                "summary",
+                {
+                    "started": _iso(records.started),
+                    "ended": _iso(records.wall_clock()),
+                    "doctor": self.view.doctor_name,
+                    "readings": dict(self.view.readings),
+                    "chat_lines": len(self.view.chat),
+                    "files": self.view.files_received,
+                    "records": records.count + 1,
+                },
+            )
+        self._records = SessionRecords(wall_clock=records.wall_clock)
+        try:
+            await self.services.records.flush()
+        except Exception:
+            logger.exception("records could not be flushed")
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _changed(self) -> None:
@@ -577,6 +671,31 @@ class Controller:
         task = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+@dataclass
+class SessionRecords:
+    """What the controller knows about the records of the current patient (no patient data)."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    """Opaque per-patient token in every record (the audit trail uses its own)."""
+    wall_clock: Callable[[], float] = time.time
+    started: float | None = None
+    identified: bool = False
+    count: int = 0
+
+
+CONSENT_MESSAGES = ("consent.title", "consent.recorded", "consent.who", "consent.hosted", "consent.rights")
+
+
+def consent_text_version(tr: Translator) -> str:
+    """Which consent text the patient saw: a digest of its wording in their language (changes with the text)."""
+    text = "\n".join([tr.lang, *(tr(message) for message in CONSENT_MESSAGES)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def parse_birth_date(text: str) -> datetime.date | None:

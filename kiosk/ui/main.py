@@ -1,15 +1,22 @@
 """``kiosk-app``: the booth's patient app, assembled from its services.
 
 :func:`emulated_stack` builds everything the screens need on emulated
-peripherals (the demo, the tests and the benches use it too); :func:`main`
-runs the Kivy app on it. The booth's state directory holds Kivy's home (no log
-files: patient screens must leave no trace) and the app's temporary directory,
-emptied at every wipe.
+:func:`emulated_stack` builds everything the screens need on emulated
+peripherals (the demo, the tests and the benches use it too), :func:`booth_stack`
+on any peripherals; :func:`main` runs the Kivy app on the emulated ones
+(``--emulate``) or on the real ones (``--peripherals``). Under systemd
+(kiosk-app.service) it sends READY=1 once the welcome screen is drawn and
+WATCHDOG=1 from the loop Kivy runs on (:mod:`kiosk.sdnotify`). The booth's
+state directory holds Kivy's home (no log files: patient screens must leave no
+trace), the app's temporary directory, emptied at every wipe, and the sealed
+records spool (``records/``, which the wipe leaves alone: the booth cannot read
+it, ``kiosk-uploader`` empties it).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,16 +26,22 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kiosk.session.booth import add_booth_arguments, credentials_from_args, run_cli
+from kiosk.records.service import SealedRecords, open_records
+from kiosk.sdnotify import Notifier
+from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
 from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
 from kiosk.session.hub_link import HubEndpoint
 from kiosk.session.ice import IceConfig
 from kiosk.ui.booth_services import BoothSelfCheck, CallVideo, EspeakSpeaker, PcscCardService
 from kiosk.ui.controller import Controller
-from kiosk.ui.flow import FlowConfig
-from kiosk.ui.services import CardService, Services
+from kiosk.ui.flow import FlowConfig, Step
+from kiosk.ui.services import CardService, NoRecords, RecordsService, Services
+
+if TYPE_CHECKING:
+    from kiosk.ui.app import BoothApp
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("kiosk.audit")
@@ -75,8 +88,7 @@ def audit(event: str) -> None:
     audit_logger.info("%s", event)
 
 
-@contextlib.asynccontextmanager
-async def emulated_stack(
+def emulated_stack(
     workdir: Path,
     *,
     hub: HubEndpoint,
@@ -87,9 +99,40 @@ async def emulated_stack(
     settings: EmulationSettings | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
-) -> AsyncIterator[BoothStack]:
+    records: RecordsService | None = None,
+) -> contextlib.AbstractAsyncContextManager[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
-    async with emulated_booth(workdir, settings) as booth:
+    return booth_stack(
+        emulated_booth(workdir, settings),
+        hub=hub,
+        credentials=credentials,
+        card=card,
+        temp_dir=temp_dir,
+        flow_config=flow_config,
+        ice=ice,
+        speaker_ok=speaker_ok,
+        records=records,
+    )
+
+
+@contextlib.asynccontextmanager
+async def booth_stack(
+    equipment: contextlib.AbstractAsyncContextManager[EmulatedBooth],
+    *,
+    hub: HubEndpoint,
+    credentials: BoothCredentials,
+    card: CardService,
+    temp_dir: Path | None = None,
+    flow_config: FlowConfig | None = None,
+    ice: IceConfig | None = None,
+    speaker_ok: bool = True,
+    records: RecordsService | None = None,
+) -> AsyncIterator[BoothStack]:
+    """A whole booth on ``equipment`` (emulated or real peripherals), connected to ``hub``; everything stops on exit.
+
+    ``speaker_ok`` reports the sound output as working without probing it (emulated booths have none).
+    """
+    async with equipment as booth:
         session = BoothSession(
             hub=hub, credentials=credentials, media=booth.media, peripherals=booth.peripherals, ice=ice
         )
@@ -109,6 +152,7 @@ async def emulated_stack(
             speaker=EspeakSpeaker(),
             audit=audit,
             forget=forget,
+            records=records or NoRecords(),
         )
         controller = Controller(services, flow_config)
         await session.start()
@@ -129,7 +173,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", default="fr", help="the language the welcome screen starts in")
     parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
     parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
+    parser.add_argument("--records-key", type=Path, help="the hub's records public key (default with --hub-state)")
     return parser
+
+
+def records_from_args(args: argparse.Namespace) -> SealedRecords | None:
+    """The sealed records service, from ``--records-key`` or ``<hub state>/records-pub.pem``; None without a key."""
+    key: Path | None = args.records_key
+    if key is None and args.hub_state is not None:
+        key = args.hub_state / "records-pub.pem"
+    if key is None or not key.exists():
+        logger.warning("no records public key: this booth keeps no session records")
+        return None
+    return open_records(args.state, key, args.booth_id)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -139,14 +195,47 @@ async def run(args: argparse.Namespace) -> int:
     config = FlowConfig(
         staff_pin_hash=args.staff_pin_hash, cleaning_required=args.cleaning_required, default_language=args.language
     )
-    from kiosk.ui.app import run_app  # imports Kivy: only after prepare_state set its environment
+    from kiosk.ui.app import BoothApp, run_app  # imports Kivy: only after prepare_state set its environment
 
-    async with emulated_stack(
-        args.emulate, hub=endpoint, credentials=credentials, card=PcscCardService(), temp_dir=temp, flow_config=config
-    ) as stack:
-        await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
+    notifier = Notifier()
+    watchdog = asyncio.create_task(notifier.keep_alive())
+    records = records_from_args(args)
+    try:
+        async with booth_stack(
+            booth_equipment(args),
+            hub=endpoint,
+            credentials=credentials,
+            card=PcscCardService(),
+            temp_dir=temp,
+            flow_config=config,
+            speaker_ok=args.emulate is not None,
+            records=records,
+        ) as stack:
+            app = BoothApp(stack.controller)
+            ready = asyncio.create_task(_notify_ready(app, notifier))
+            try:
+                await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)), app=app)
+            finally:
+                ready.cancel()
+                notifier.stopping()
+    finally:
+        watchdog.cancel()
+        notifier.close()
+        if records is not None:
+            records.close()  # what is queued is sealed before the process ends
     empty_directory(temp)
     return 0
+
+
+async def _notify_ready(app: BoothApp, notifier: Notifier) -> None:
+    """READY=1 once the welcome screen is drawn: until then kiosk-app.service is still starting."""
+    while True:
+        try:
+            await app.wait_screen(Step.WELCOME.value, timeout=60)
+        except TimeoutError:
+            continue  # systemd's TimeoutStartSec decides how long is too long
+        notifier.ready("welcome screen up")
+        return
 
 
 def main(argv: list[str] | None = None) -> int:

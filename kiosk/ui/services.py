@@ -9,7 +9,7 @@ pass their own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -134,6 +134,29 @@ class SilentSpeaker:
         return None
 
 
+# -- sealed records -------------------------------------------------------------------------------
+class RecordsService(Protocol):
+    """Seals what a session produces to the hub's records key (:mod:`kiosk.records`); the booth cannot read it back."""
+
+    def record(self, kind: str, payload: bytes, meta: Mapping[str, str]) -> None:
+        """Seal and spool in the background, in call order; storage failures are logged, never raised."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every record handed over so far is sealed on disk."""
+        ...
+
+
+class NoRecords:
+    """A booth (or a test) that keeps no records."""
+
+    def record(self, kind: str, payload: bytes, meta: Mapping[str, str]) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+
 @dataclass
 class Services:
     """Everything the controller drives."""
@@ -147,3 +170,5 @@ class Services:
     """Receives flow audit events (``consent_given``...); never patient data."""
     forget: Callable[[], None] = lambda: None
     """Erases what the services keep about the patient outside memory (the app's temporary files)."""
+    records: RecordsService = field(default_factory=NoRecords)
+    """Sealed session records (consent, identification, readings, stills, chat, files, summary)."""

@@ -20,6 +20,7 @@ from kiosk.identity.virtual.cards import synthetic_nir
 pytestmark = [pytest.mark.timeout(420)]
 
 PATIENT = {"surname": "TESTQUILLARD", "first_name": "Oriabelle", "birth_date": "1958-07-19"}
+EXPORT = [sys.executable, "-m", "hub.cli", "records", "export"]
 STEPS = [
     "welcome",
     "language",
@@ -39,6 +40,7 @@ STEPS = [
     "end",
     "wipe",
     "wipe-check",
+    "records-upload",
 ]
 
 
@@ -89,3 +91,19 @@ def test_demo_runs_a_whole_consultation_and_forgets_the_patient(tmp_path: Path) 
     # Nor in what it printed (its output is the kind of thing that ends up in a journal).
     for needle in needles:
         assert needle not in result.stdout and needle not in result.stderr
+
+    # The sealed records reached the hub; the operator's export opens them, identification included.
+    export = subprocess.run(
+        [*EXPORT, "--state", str(out / "state" / "hub"), "--out", str(tmp_path / "records")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert export.returncode == 0, export.stderr[-2000:]
+    index = json.loads((tmp_path / "records" / "index.json").read_text())["records"]
+    kinds = {entry["kind"] for entry in index}
+    assert {"consent", "identification", "reading", "still", "chat", "summary"} <= kinds
+    identification = next(entry for entry in index if entry["kind"] == "identification")
+    opened = json.loads((tmp_path / "records" / identification["file"]).read_text())
+    assert opened["surname"] == PATIENT["surname"] and opened["nir"] == nir

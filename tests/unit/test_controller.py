@@ -310,3 +310,53 @@ def test_age() -> None:
     assert age_on(datetime.date(2000, 6, 15), datetime.date(2026, 6, 14)) == 25
     assert age_on(datetime.date(2000, 6, 15), datetime.date(2026, 6, 15)) == 26
     assert age_on(None, datetime.date(2026, 1, 1)) == 0
+
+
+async def test_a_session_is_recorded_for_sealing(app: tuple[Controller, FakeServices]) -> None:
+    controller, services = app
+    await to_waiting(controller, services)
+    services.session.emit(StateEvent(SessionState.CONNECTING))
+    services.session.emit(VerifiedEvent(SAS, "Dr Demo", "acct"))
+    controller.send_chat("J'ai mal")
+    services.session.emit(ChatEvent("Bonjour", from_doctor=True))
+    services.session.emit(MeasurementEvent("cuff", {"pressure": 120.0}))  # live cuff pressure: not a reading
+    services.session.emit(MeasurementEvent("oximeter", {"spo2": 97, "pulse": 72}))
+    services.session.emit(FileEvent("otoscope-1.jpg", "image/jpeg", b"\xff\xd8jpeg", from_doctor=False))
+    services.session.emit(FileEvent("ordonnance.pdf", "application/pdf", b"%PDF-1.7"))
+    services.session.emit(StateEvent(SessionState.ENDED, "doctor-ended"))
+    # A lost call and a second wait would not record the identification again.
+    controller.finish()
+    await settle()
+    records = services.records
+    assert records.kinds() == ["consent", "identification", "chat", "chat", "reading", "still", "file", "summary"]
+    tokens = {meta["session"] for _, _, meta in records.records}
+    assert len(tokens) == 1
+    consent = records.documents("consent")[0]
+    assert consent["decision"] == "given" and consent["language"] == "en"
+    assert isinstance(consent["consent_text_version"], str) and len(consent["consent_text_version"]) == 16
+    identification = records.documents("identification")[0]
+    person = FAMILY.beneficiaries[1]
+    assert identification["source"] == "card" and identification["surname"] == person.surname
+    assert identification["nir"] == person.nir.reveal() and identification["reason"] == "infection"
+    assert [d["from"] for d in records.documents("chat")] == ["patient", "doctor"]
+    assert records.documents("reading") == [
+        {
+            "session": identification["session"],
+            "at": records.documents("reading")[0]["at"],
+            "measurement": "oximeter",
+            "values": {"spo2": 97, "pulse": 72},
+        }
+    ]
+    still = records.records[5]
+    assert still[1] == b"\xff\xd8jpeg" and still[2]["from"] == "booth" and still[2]["mime"] == "image/jpeg"
+    summary = records.documents("summary")[0]
+    assert summary["readings"] == {"spo2": 97, "pulse": 72} and summary["doctor"] == "Dr Demo"
+    assert summary["records"] == 8 and records.flushes == 1
+    # The next patient gets a new token.
+    controller.choose_language("fr")
+    controller.decline_consent()
+    controller.finish()
+    await settle()
+    assert records.kinds()[8:] == ["consent", "summary"]
+    assert records.records[8][2]["session"] not in tokens
+    assert records.documents("consent")[1]["decision"] == "declined"
