@@ -39,7 +39,10 @@ MODULES: Final = (
     "hfsplus",
     "udf",
 )
-BANNER: Final = "Teleconsultation booth. Authorised maintenance personnel only; every action is logged and audited."
+BANNER: Final = (
+    "Teleconsultation booth: private system, access restricted to authorised maintenance personnel."
+    " Every connection is monitored, logged and audited; unauthorised access is prohibited and subject to legal action."
+)
 
 PROFILE_LIMITS: Final = b"""\
 # kiosk-provision (hardening): no core dumps from login shells either.

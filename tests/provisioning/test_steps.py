@@ -260,6 +260,9 @@ def test_hardening_files(target: Target, root: Path, config: BoothConfig) -> Non
     assert "readonly TMOUT" in (root / "etc/profile.d/kiosk-tmout.sh").read_text()
     banner = (root / "etc/issue").read_text()
     assert "\\" not in banner, "agetty would expand escapes in /etc/issue"
+    # A legal warning, in the words audits (Lynis BANN-7126) look for: at least five of them.
+    words = ("access", "authori", "audit", "legal", "log", "monitor", "private", "prohibited", "restricted")
+    assert sum(word in banner.lower() for word in words) >= 5
 
 
 @given(st.lists(st.sampled_from(["UMASK 022", "PASS_MIN_DAYS 0", "# x", "", "FOO bar", "UMASK"]), max_size=10))
