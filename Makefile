@@ -19,9 +19,10 @@ STAMP_VENV := $(VENV)/.stamp-install
 # coturn: the real TURN server the consultation link is tested through.
 # chromium, libnss3-tools: the doctor's browser in the end-to-end tests (Playwright drives
 # Debian's chromium; certutil puts the development fleet CA in its trust store).
+# cups: the booth prints through lp; tests start a private cupsd. poppler-utils: pdftotext reads the PDFs in tests.
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
-	chromium libnss3-tools fonts-dejavu-core
+	chromium libnss3-tools fonts-dejavu-core cups poppler-utils
 
 .PHONY: demo test lint typecheck unit bench clean setup
 

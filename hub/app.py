@@ -6,6 +6,8 @@ State directory layout (created by ``kiosk-hub init``)::
     doctor-ca.pem doctor-ca.key       doctor-issuing intermediate CA
     hub.pem       hub.key             hub server certificate (both listeners)
     booths/booth-0001.pem, .key       booth certificates (development: the hub mints one)
+    signing/<doctor>.pem, .key        doctors' prescription-signing certificates (hub.prescriptions)
+    prescriptions/                    signed prescriptions fetchable by code, encrypted under the code
     hub.db                            SQLite store (accounts, sessions, login failures)
     dev-credentials.json              development only: the demo doctor's password and TOTP secret
 
@@ -21,6 +23,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -28,11 +31,12 @@ from typing import Final
 from aiohttp import web
 from cryptography import x509
 
-from hub import pki, tls
+from hub import pki, prescription_api, tls
 from hub.accounts import Accounts, AuditHook, log_security_event, totp_uri
 from hub.booth_api import booth_app
 from hub.config import HubConfig
 from hub.doctor_api import check_sessions, doctor_app
+from hub.prescriptions import Prescriptions, signing_identity
 from hub.store import Store
 from hub.waiting_room import WaitingRoom
 
@@ -120,6 +124,7 @@ def init_dev_state(root: Path, *, force: bool = False) -> dict[str, str]:
         paths.booth_cert(DEV_BOOTH), pki.issue_booth_certificate(fleet, booth_key.public_key(), DEV_BOOTH, now=now)
     )
     pki.save_key(paths.booth_key(DEV_BOOTH), booth_key)
+    signing = signing_identity(root, DEV_DOCTOR, doctor_ca, now=now)  # prescriptions; others get theirs on first use
     store = Store(paths.database)
     try:
         accounts = Accounts(store, HubConfig(state=root))
@@ -136,6 +141,7 @@ def init_dev_state(root: Path, *, force: bool = False) -> dict[str, str]:
         "booth_certificate": str(paths.booth_cert(DEV_BOOTH)),
         "booth_key": str(paths.booth_key(DEV_BOOTH)),
         "fleet_ca": str(paths.fleet_ca),
+        "signing_certificate": str(signing.certificate),
     }
     pki.write_private(paths.credentials, (json.dumps(credentials, indent=2) + "\n").encode())
     return credentials
@@ -162,6 +168,10 @@ class RunningHub:
         for runner in self._runners:
             await runner.cleanup()
         self._store.close()
+
+
+def _text_fields(fields: Mapping[str, object]) -> dict[str, str]:
+    return {key: str(value) for key, value in fields.items()}
 
 
 def _bound_port(runner: web.AppRunner) -> int:
@@ -206,6 +216,9 @@ async def start(config: HubConfig, audit: AuditHook = log_security_event) -> Run
         origins=origins,
         static_dir=config.static_dir,
         heartbeat=config.heartbeat,
+    )
+    prescription_api.add_routes(
+        doctors, Prescriptions(config.state, doctor_ca, audit=lambda kind, data: audit(kind, _text_fields(data)))
     )
     booths = booth_app(room, fleet_ca, heartbeat=config.heartbeat)
     doctor_runner = web.AppRunner(doctors, access_log=None)
