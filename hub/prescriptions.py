@@ -231,7 +231,7 @@ def render_pdf(
     return out.getvalue()
 
 
-def sign_pdf(pdf: bytes, identity: SigningPaths, *, reason: str = "Prescription") -> bytes:
+def sign_pdf(pdf: bytes, identity: SigningPaths, *, reason: str = "Prescription", field: str = "Prescriber") -> bytes:
     """Sign ``pdf`` PAdES baseline B (``ETSI.CAdES.detached``, SHA-256) with the doctor's key, chain embedded."""
     try:
         certificates = x509.load_pem_x509_certificates(identity.certificate.read_bytes())
@@ -249,10 +249,10 @@ def sign_pdf(pdf: bytes, identity: SigningPaths, *, reason: str = "Prescription"
     )
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     meta = signers.PdfSignatureMetadata(
-        field_name="Prescriber", subfilter=SigSeedSubFilter.PADES, md_algorithm="sha256", reason=reason
+        field_name=field, subfilter=SigSeedSubFilter.PADES, md_algorithm="sha256", reason=reason
     )
     out = io.BytesIO()
-    signers.sign_pdf(writer, meta, signer=signer, output=out, new_field_spec=fields.SigFieldSpec("Prescriber"))
+    signers.sign_pdf(writer, meta, signer=signer, output=out, new_field_spec=fields.SigFieldSpec(field))
     return out.getvalue()
 
 
