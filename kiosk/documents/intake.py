@@ -5,8 +5,8 @@ unless :func:`~kiosk.documents.prescription.verify_prescription` accepted the
 exact bytes that are printed. A rejected file raises
 :class:`~kiosk.documents.errors.PrescriptionRejected` (the screen says,
 calmly, that the prescription could not be checked and the doctor is told);
-a printer problem raises :class:`~kiosk.documents.errors.PrintError` after the
-verification succeeded, so the fetch code still works.
+a printer problem (:class:`~kiosk.documents.errors.PrintError`, after the
+verification succeeded) is logged and audited, and the fetch code still works.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class PrescriptionIntake:
     async def receive(self, pdf: bytes) -> tuple[VerifiedPrescription, str | None]:
         """Verify ``pdf`` (in a worker thread), then print it; ``(prescription, job id or None)``.
 
-        Raises :class:`PrescriptionRejected` (never printed) or :class:`PrintError` (verified, not printed).
+        Raises :class:`PrescriptionRejected` (never printed); a :class:`PrintError` (verified, not printed)
+        gives a None job id: the patient still gets the fetch code.
         """
         digest = hashlib.sha256(pdf).hexdigest()
         try:
@@ -65,7 +66,19 @@ class PrescriptionIntake:
         try:
             job = await self.printer(verified.pdf, verified.number)
         except PrintError as exc:
+            logger.warning("prescription not printed: %s", exc)
             self._audit("document_print_failed", {"number": verified.number, "queue": exc.queue})
-            raise
+            return verified, None
         self._audit("document_printed", {"number": verified.number, "job": job})
         return verified, job
+
+
+class BoothPrescriptions:
+    """The patient app's :class:`kiosk.ui.services.PrescriptionService` over an intake."""
+
+    def __init__(self, intake: PrescriptionIntake) -> None:
+        self.intake = intake
+
+    async def receive(self, pdf: bytes) -> tuple[str, bool]:
+        verified, job = await self.intake.receive(pdf)
+        return verified.fetch_code, job is not None

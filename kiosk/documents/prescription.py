@@ -36,10 +36,9 @@ from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
+from kiosk.documents import PRESCRIPTION_MIME
 from kiosk.documents.errors import PrescriptionRejected, Reason
 
-PRESCRIPTION_MIME: Final = "application/vnd.kiosk.prescription+pdf"
-"""The data-channel MIME type that marks a file as a signed prescription (the console sends it)."""
 PRESCRIBER_UNIT: Final = "prescriber"
 NUMBER: Final = re.compile(r"RX-[0-9]{8}-[0-9A-HJKMNP-TV-Z]{10}")
 """A prescription number: ``RX-`` issue date ``-`` ten Crockford base-32 characters (50 random bits)."""
@@ -49,6 +48,7 @@ KEYWORDS: Final = "kiosk-prescription number={number} fetch-code={code}"
 """The signed PDF's /Keywords: how the hub hands the booth the number and fetch code it shows."""
 _KEYWORDS = re.compile(r"kiosk-prescription number=(?P<number>\S+) fetch-code=(?P<code>\S+)")
 MAX_PDF_BYTES: Final = 5 * 1024 * 1024
+__all__ = ["PRESCRIPTION_MIME", "VerifiedPrescription", "verify_prescription"]
 
 Audit = Callable[[str, dict[str, object]], None]
 

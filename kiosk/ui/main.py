@@ -20,6 +20,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from kiosk.documents.intake import BoothPrescriptions, PrescriptionIntake, cups_printer
+from kiosk.documents.printing import PrinterConfig
 from kiosk.session.booth import add_booth_arguments, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
 from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
@@ -87,6 +91,7 @@ async def emulated_stack(
     settings: EmulationSettings | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
+    printer: PrinterConfig | None = None,
 ) -> AsyncIterator[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
     async with emulated_booth(workdir, settings) as booth:
@@ -109,6 +114,12 @@ async def emulated_stack(
             speaker=EspeakSpeaker(),
             audit=audit,
             forget=forget,
+            # Prescriptions are verified against the fleet root the booth already trusts, then printed if it can.
+            prescriptions=BoothPrescriptions(
+                PrescriptionIntake(
+                    credentials.trust.root.public_bytes(Encoding.PEM), cups_printer(printer) if printer else None
+                )
+            ),
         )
         controller = Controller(services, flow_config)
         await session.start()
@@ -129,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", default="fr", help="the language the welcome screen starts in")
     parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
     parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
+    parser.add_argument("--printer", help="CUPS queue for prescriptions (none: verified, not printed)")
+    parser.add_argument("--cups-server", help="host:port of the CUPS scheduler (default: the system's)")
     return parser
 
 
@@ -141,8 +154,15 @@ async def run(args: argparse.Namespace) -> int:
     )
     from kiosk.ui.app import run_app  # imports Kivy: only after prepare_state set its environment
 
+    printer = PrinterConfig(args.printer, server=args.cups_server) if args.printer else None
     async with emulated_stack(
-        args.emulate, hub=endpoint, credentials=credentials, card=PcscCardService(), temp_dir=temp, flow_config=config
+        args.emulate,
+        hub=endpoint,
+        credentials=credentials,
+        card=PcscCardService(),
+        temp_dir=temp,
+        flow_config=config,
+        printer=printer,
     ) as stack:
         await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
     empty_directory(temp)
