@@ -28,29 +28,28 @@ PRESCRIPTIONS: Final = web.AppKey("prescriptions", Prescriptions)
 _FORM: Final = """<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Ordonnance / Prescription</title></head>
-<body style="font-family: sans-serif; font-size: 1.4em; max-width: 30em; margin: 1em auto; padding: 0 1em">
+<body>
 <h1>Votre ordonnance / Your prescription</h1>
 <form method="get" action="/rx">
 <label for="code">Code (XXXX-XXXX-XXXX)</label><br>
-<input id="code" name="code" autocomplete="off" autocapitalize="characters" required
- style="font-size: 1.4em; width: 100%; letter-spacing: 0.1em"><br><br>
-<button type="submit" style="font-size: 1.2em; padding: 0.4em 1.2em">Télécharger / Download</button>
+<input id="code" name="code" autocomplete="off" autocapitalize="characters" required><br><br>
+<button type="submit">Télécharger / Download</button>
 </form></body></html>
 """
 
 
+_STATUS_CLASSES: Final[dict[int, type[web.HTTPException]]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    410: web.HTTPGone,
+    429: web.HTTPTooManyRequests,
+}
+
+
 def _refusal(exc: PrescriptionError) -> web.HTTPException:
-    if exc.status in (400, 401, 403, 409, 415, 423, 429):
-        return _error(exc.status, exc.code, str(exc))
-    if exc.status == 404:
-        return web.HTTPNotFound(
-            text=json.dumps({"error": exc.code, "message": str(exc)}), content_type="application/json"
-        )
-    if exc.status == 410:
-        return web.HTTPGone(text=json.dumps({"error": exc.code, "message": str(exc)}), content_type="application/json")
-    return web.HTTPInternalServerError(
-        text=json.dumps({"error": exc.code, "message": str(exc)}), content_type="application/json"
-    )
+    """A typed refusal as the other API errors are: ``{"error": code, "message": text}``."""
+    kind = _STATUS_CLASSES.get(exc.status, web.HTTPInternalServerError)
+    return kind(text=json.dumps({"error": exc.code, "message": str(exc)}), content_type="application/json")
 
 
 async def create(request: web.Request) -> web.Response:

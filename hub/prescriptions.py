@@ -296,7 +296,10 @@ class FetchStore:
         return self.root / f"{_derive(code, b'name').hex()}.rx"
 
     def put(self, code: str, number: str, pdf: bytes, *, now: float) -> float:
-        """Keep ``pdf`` for ``code``; returns the expiry (UNIX time). Atomic: temporary file, fsync, rename."""
+        """Keep ``pdf`` for ``code``; returns the expiry (UNIX time).
+
+        Atomic: temporary file, fsync, rename, fsync of the directory.
+        """
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         expires = now + self.lifetime.total_seconds()
         nonce = os.urandom(12)
@@ -311,6 +314,11 @@ class FetchStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return expires
 
     def get(self, code: str, *, now: float) -> tuple[str, bytes]:
@@ -385,6 +393,7 @@ class Prescriptions:
         unsigned = render_pdf(request, number=number, fetch_code=code, doctor=display_name, issued=moment)
         signed = sign_pdf(unsigned, identity)
         expires = self.store.put(code, number, signed, now=now)
+        self.store.purge(now=now)  # expired copies go when new ones come: no separate timer to forget
         if self.audit is not None:
             self.audit(
                 "prescription_signed",
