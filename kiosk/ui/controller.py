@@ -498,7 +498,6 @@ class Controller:
             case FileEvent():
                 # Shown as a count only; the content stays in the session until the wipe.
                 self.view.files_received += 1
-                self.view.prescription = self.view.prescription or event.mime == "application/pdf"
                 self._changed()
             case CommandEvent(command=command, phase=phase):
                 self._on_command(command, phase)
