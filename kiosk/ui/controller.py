@@ -111,7 +111,7 @@ class View:
     quit_asked: bool = False
     """The quit confirmation is showing."""
     prescription: bool = False
-    """A prescription was received (and, when it came signed, verified and sent to the printer)."""
+    """A signed prescription was verified and sent to the printer."""
     fetch_code: str = ""
     """The code to fetch the verified prescription on a phone (the end screen shows it)."""
     prescription_refused: bool = False
@@ -582,12 +582,13 @@ class Controller:
             view.prescription_refused = True
         else:
             try:
-                code, _printed = await self.services.prescriptions.receive(pdf)
+                code, printed = await self.services.prescriptions.receive(pdf)
             except DocumentError as exc:
                 logger.warning("prescription refused: %s", exc.reason.value)
                 view.prescription_refused = True
             else:
-                view.prescription, view.fetch_code = True, code
+                # "Your prescription is printing" only when the printer took it; the fetch code works either way.
+                view.prescription, view.fetch_code = printed, code
         if view is self.view:  # not wiped meanwhile
             self._changed()
 

@@ -92,3 +92,23 @@ async def test_modified_prescription_refused_calmly_and_not_printed(
     await _until(lambda: controller.view.prescription_refused)
     assert not controller.view.prescription and controller.view.fetch_code == ""
     assert printer.jobs == []
+
+
+async def test_printer_down_still_gives_the_code(signed: tuple[bytes, bytes, str]) -> None:
+    from kiosk.documents.errors import PrintError
+
+    async def broken(pdf: bytes, title: str) -> str:
+        raise PrintError("the print queue refused the job", queue="booth")
+
+    services = FakeServices()
+    services.prescriptions = BoothPrescriptions(PrescriptionIntake(signed[0], broken))
+    controller = Controller(services)
+    runner = asyncio.create_task(controller.run())
+    try:
+        services.session.emit(FileEvent("RX.pdf", PRESCRIPTION_MIME, signed[1]))
+        await _until(lambda: controller.view.fetch_code)
+        assert controller.view.fetch_code == signed[2]
+        assert not controller.view.prescription and not controller.view.prescription_refused
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
