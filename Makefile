@@ -19,13 +19,14 @@ STAMP_VENV := $(VENV)/.stamp-install
 # coturn: the real TURN server the consultation link is tested through.
 # chromium, libnss3-tools: the doctor's browser in the end-to-end tests (Playwright drives
 # Debian's chromium; certutil puts the development fleet CA in its trust store).
+# cups: the booth prints through lp; tests start a private cupsd. poppler-utils: pdftotext reads the PDFs in tests.
 # cage: the booth's compositor, which systemd-analyze verify checks kiosk-app.service runs.
 # mmdebstrap, lynis: the provisioning whole-system test (a Debian 12 root, audited);
 # cryptsetup-bin, swtpm, libtss2-tcti-swtpm0, shellcheck: the LUKS2 + TPM2 enrolment test.
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
 	chromium libnss3-tools fonts-dejavu-core cage \
-	mmdebstrap lynis cryptsetup-bin swtpm libtss2-tcti-swtpm0 shellcheck
+	mmdebstrap lynis cryptsetup-bin swtpm libtss2-tcti-swtpm0 shellcheck cups poppler-utils
 # Provisioning policies (tests run the real tools on the rendered files): sshd -t and a live
 # sshd, nft -c and network namespaces (iproute2), usbguard-rule-parser, udevadm test, apparmor_parser.
 APT_PACKAGES += openssh-server openssh-client nftables iproute2 usbguard udev apparmor

@@ -4,7 +4,7 @@
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
 ``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
-``enrolment``, ``records``, ``units``, ``provision``, ``policies``, ``audit``); none means all.
+``enrolment``, ``records``, ``units``, ``provision``, ``policies``, ``audit``, ``documents``); none means all.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ BENCHMARKS = (
     "provision",
     "policies",
     "audit",
+    "documents",
 )
 
 

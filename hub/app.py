@@ -6,7 +6,9 @@ State directory layout (created by ``kiosk-hub init``)::
     doctor-ca.pem doctor-ca.key       doctor-issuing intermediate CA
     hub.pem       hub.key             hub server certificate (both listeners)
     booths/booth-0001.pem, .key       booth certificates (development: the hub mints one)
-    hub.db                            SQLite store (accounts, sessions, login failures, enrolment tokens)
+    signing/<doctor>.pem, .key        doctors' prescription-signing certificates (hub.prescriptions)
+    prescriptions/                    signed prescriptions fetchable by code, encrypted under the code
+        hub.db                            SQLite store (accounts, sessions, login failures, enrolment tokens)
     dev-credentials.json              development only: the demo doctor's password and TOTP secret
     records-key.pem records-pub.pem   records key pair (X25519; the private key is the operator's, see hub.records)
     records/<booth id>/<id>.rec       sealed records uploaded by booths
@@ -24,6 +26,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -31,12 +34,13 @@ from typing import Final
 from aiohttp import web
 from cryptography import x509
 
-from hub import enrolment, pki, records, tls
+from hub import enrolment, pki, prescription_api, records, tls
 from hub.accounts import Accounts, AuditHook, totp_uri
 from hub.audit import AuditWriter, BoothHeads, open_hub_audit, record_start
 from hub.booth_api import booth_app
 from hub.config import HubConfig
 from hub.doctor_api import check_sessions, doctor_app
+from hub.prescriptions import Prescriptions, signing_identity
 from hub.store import Store
 from hub.waiting_room import WaitingRoom
 from kiosk.audit import AuditError
@@ -126,6 +130,7 @@ def init_dev_state(root: Path, *, force: bool = False) -> dict[str, str]:
     )
     pki.save_key(paths.booth_key(DEV_BOOTH), booth_key)
     records.ensure_records_key(root)
+    signing = signing_identity(root, DEV_DOCTOR, doctor_ca, now=now)  # prescriptions; others get theirs on first use
     store = Store(paths.database)
     try:
         accounts = Accounts(store, HubConfig(state=root))
@@ -142,6 +147,7 @@ def init_dev_state(root: Path, *, force: bool = False) -> dict[str, str]:
         "booth_certificate": str(paths.booth_cert(DEV_BOOTH)),
         "booth_key": str(paths.booth_key(DEV_BOOTH)),
         "fleet_ca": str(paths.fleet_ca),
+        "signing_certificate": str(signing.certificate),
     }
     pki.write_private(paths.credentials, (json.dumps(credentials, indent=2) + "\n").encode())
     return credentials
@@ -175,6 +181,10 @@ class RunningHub:
             writer.hook("service_stopped", {"service": "hub"})
             writer.close()
             writer.log.close()
+
+
+def _text_fields(fields: Mapping[str, object]) -> dict[str, str]:
+    return {key: str(value) for key, value in fields.items()}
 
 
 def _bound_port(runner: web.AppRunner) -> int:
@@ -230,6 +240,9 @@ async def start(config: HubConfig, audit: AuditHook | None = None) -> RunningHub
         origins=origins,
         static_dir=config.static_dir,
         heartbeat=config.heartbeat,
+    )
+    prescription_api.add_routes(
+        doctors, Prescriptions(config.state, doctor_ca, audit=lambda kind, data: audit(kind, _text_fields(data)))
     )
     booths = booth_app(room, fleet_ca, heartbeat=config.heartbeat)
     fleet = pki.load_issuer(paths.fleet_ca, paths.fleet_ca_key)

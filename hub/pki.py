@@ -45,6 +45,9 @@ SERVER_LIFETIME: Final = datetime.timedelta(days=397)
 """Public CAs cap server certificates at 398 days; we follow the same rule."""
 BOOTH_LIFETIME: Final = datetime.timedelta(days=3 * 365)
 DOCTOR_MAX_LIFETIME: Final = datetime.timedelta(hours=12)
+SIGNING_LIFETIME: Final = datetime.timedelta(days=397)
+PRESCRIBER_UNIT: Final = "prescriber"
+"""Subject OU of a doctor's document-signing certificate (prescriptions), apart from per-login "doctor" keys."""
 CLOCK_SKEW: Final = datetime.timedelta(minutes=5)
 """Certificates start a little in the past so a booth whose clock lags still accepts them."""
 BOOTH_ID: Final = re.compile(r"^booth-[0-9]{4,12}$")
@@ -218,6 +221,35 @@ def issue_doctor_certificate(
         _builder(_name(username, "doctor"), public_key, doctor_ca, now=now, lifetime=lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_usage(), critical=True)
+        .sign(doctor_ca.key, hashes.SHA256())
+    )
+
+
+def issue_signing_certificate(
+    doctor_ca: Issuer, public_key: ec.EllipticCurvePublicKey, username: str, *, now: datetime.datetime
+) -> x509.Certificate:
+    """A doctor's document-signing certificate (prescriptions, PAdES): OU "prescriber", non-repudiation.
+
+    Kept apart from the per-login "doctor" certificates: those only carry digital
+    signature, so a console identity key can never pass for a prescription signer.
+    """
+    if not DOCTOR_NAME.match(username):
+        raise PkiError("unusable doctor account name")
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=True,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        _builder(_name(username, PRESCRIBER_UNIT), public_key, doctor_ca, now=now, lifetime=SIGNING_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
         .sign(doctor_ca.key, hashes.SHA256())
     )
 

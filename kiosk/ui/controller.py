@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from kiosk.documents import PRESCRIPTION_MIME
+from kiosk.documents.errors import DocumentError
 from kiosk.identity.identity import Beneficiary, CardIdentity
 from kiosk.memory import return_free_memory
 from kiosk.session.consultation import (
@@ -117,7 +119,11 @@ class View:
     quit_asked: bool = False
     """The quit confirmation is showing."""
     prescription: bool = False
-    """A prescription was received (printing comes with the records work)."""
+    """A signed prescription was verified and sent to the printer."""
+    fetch_code: str = ""
+    """The code to fetch the verified prescription on a phone (the end screen shows it)."""
+    prescription_refused: bool = False
+    """A prescription came that did not verify: it was not printed; the end screen says so calmly."""
 
     def __repr__(self) -> str:
         return f"View(card={self.card.value}, beneficiaries={len(self.beneficiaries)}, chat={len(self.chat)})"
@@ -501,11 +507,14 @@ class Controller:
                 self.view.chat.append(ChatLine(text, from_doctor=True))
                 del self.view.chat[:-MAX_CHAT_LINES]
                 self._changed()
+            case FileEvent(mime=mime, data=data, from_doctor=True) if mime == PRESCRIPTION_MIME:
+                self.view.files_received += 1
+                self._spawn(self._take_prescription(data))
+                self._changed()
             case FileEvent():
                 self._record_file(event)
                 # Shown as a count only; the content stays in the session until the wipe.
                 self.view.files_received += 1
-                self.view.prescription = self.view.prescription or event.mime == "application/pdf"
                 self._changed()
             case CommandEvent(command=command, phase=phase):
                 self._on_command(command, phase)
@@ -686,6 +695,24 @@ class Controller:
                 listener()
             except Exception:
                 logger.exception("a screen failed to refresh")
+
+    async def _take_prescription(self, pdf: bytes) -> None:
+        """Verify, then print (the service refuses to print what does not verify); show the fetch code."""
+        view = self.view
+        if self.services.prescriptions is None:
+            logger.warning("a prescription arrived but this booth has no prescription service")
+            view.prescription_refused = True
+        else:
+            try:
+                code, printed = await self.services.prescriptions.receive(pdf)
+            except DocumentError as exc:
+                logger.warning("prescription refused: %s", exc.reason.value)
+                view.prescription_refused = True
+            else:
+                # "Your prescription is printing" only when the printer took it; the fetch code works either way.
+                view.prescription, view.fetch_code = printed, code
+        if view is self.view:  # not wiped meanwhile
+            self._changed()
 
     def _spawn(self, coroutine: object) -> None:
         async def guarded() -> None:

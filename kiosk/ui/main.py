@@ -29,8 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from kiosk.audit import AuditLog
 from kiosk.audit.booth import BoothAudit
+from kiosk.documents.intake import BoothPrescriptions, PrescriptionIntake, cups_printer
+from kiosk.documents.printing import PrinterConfig
 from kiosk.records.service import SealedRecords, open_records
 from kiosk.sdnotify import Notifier
 from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
@@ -105,6 +109,7 @@ def emulated_stack(
     speaker_ok: bool = True,
     records: RecordsService | None = None,
     audit_log: AuditLog | None = None,
+    printer: PrinterConfig | None = None,
 ) -> contextlib.AbstractAsyncContextManager[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
     return booth_stack(
@@ -118,6 +123,7 @@ def emulated_stack(
         speaker_ok=speaker_ok,
         records=records,
         audit_log=audit_log,
+        printer=printer,
     )
 
 
@@ -134,6 +140,7 @@ async def booth_stack(
     speaker_ok: bool = True,
     records: RecordsService | None = None,
     audit_log: AuditLog | None = None,
+    printer: PrinterConfig | None = None,
 ) -> AsyncIterator[BoothStack]:
     """A whole booth on ``equipment`` (emulated or real peripherals), connected to ``hub``; everything stops on exit.
 
@@ -169,6 +176,12 @@ async def booth_stack(
             audit=booth_audit.flow_event if booth_audit is not None else audit,
             forget=booth_audit.wrap_forget(forget) if booth_audit is not None else forget,
             records=records or NoRecords(),
+            # Prescriptions are verified against the fleet root the booth already trusts, then printed if it can.
+            prescriptions=BoothPrescriptions(
+                PrescriptionIntake(
+                    credentials.trust.root.public_bytes(Encoding.PEM), cups_printer(printer) if printer else None
+                )
+            ),
         )
         controller = Controller(services, flow_config)
         await session.start()
@@ -196,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--staff-pin-hash", default="", help="from kiosk.ui.flow.hash_pin; empty disables staff mode")
     parser.add_argument("--cleaning-required", action="store_true", help="staff confirm cleaning between patients")
     parser.add_argument("--records-key", type=Path, help="the hub's records public key (default with --hub-state)")
+    parser.add_argument("--printer", help="CUPS queue for prescriptions (none: verified, not printed)")
+    parser.add_argument("--cups-server", help="host:port of the CUPS scheduler (default: the system's)")
     return parser
 
 
@@ -217,6 +232,7 @@ async def run(args: argparse.Namespace) -> int:
     config = FlowConfig(
         staff_pin_hash=args.staff_pin_hash, cleaning_required=args.cleaning_required, default_language=args.language
     )
+    printer = PrinterConfig(args.printer, server=args.cups_server) if args.printer else None
     notifier = Notifier()
     watchdog = asyncio.create_task(notifier.keep_alive())
     records = records_from_args(args)
@@ -232,6 +248,7 @@ async def run(args: argparse.Namespace) -> int:
                 speaker_ok=args.emulate is not None,
                 records=records,
                 audit_log=audit_log,
+                printer=printer,
             ) as stack:
                 if stack.audit is not None:
                     stack.audit.record_start(vars(args))

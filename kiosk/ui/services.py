@@ -77,6 +77,17 @@ class ConsultationService(Protocol):
     async def end(self) -> None: ...
 
 
+# -- prescriptions -----------------------------------------------------------------------------
+class PrescriptionService(Protocol):
+    async def receive(self, pdf: bytes) -> tuple[str, bool]:
+        """Verify a signed prescription, then print it: ``(fetch code, printed)``.
+
+        Raises :class:`kiosk.documents.errors.PrescriptionRejected` when the signature does not check out
+        (nothing is printed); a printer problem is ``printed`` False, the fetch code still works.
+        """
+        ...
+
+
 # -- the self-check ----------------------------------------------------------------------------
 CHECKS: tuple[str, ...] = ("camera", "microphone", "speaker", "devices")
 """What the self-check tests, in the order the screen lists them (``selfcheck.<name>`` messages)."""
@@ -172,3 +183,5 @@ class Services:
     """Erases what the services keep about the patient outside memory (the app's temporary files)."""
     records: RecordsService = field(default_factory=NoRecords)
     """Sealed session records (consent, identification, readings, stills, chat, files, summary)."""
+    prescriptions: PrescriptionService | None = None
+    """Verifies and prints the doctor's signed prescriptions; None on a booth without a printer set up."""

@@ -199,6 +199,7 @@ class Driver:
 
     # -- every screen in one language
     async def variant_run(self, variant: str) -> None:
+        from kiosk.documents import PRESCRIPTION_MIME
         from kiosk.session.binding import Sas
         from kiosk.session.consultation import (
             ChatEvent,
@@ -338,7 +339,7 @@ class Driver:
         await self.top("consultation")
         self.emit(VerifiedEvent(Sas("042 917", SAS_WORDS), "Dr Durand", "durand"))
         self.emit(MeasurementEvent("blood_pressure", {"systolic": 128, "diastolic": 82, "pulse": 70}))
-        self.emit(FileEvent("ordonnance.pdf", "application/pdf", b"%PDF-1.4"))
+        self.emit(FileEvent("RX.pdf", PRESCRIPTION_MIME, b"%PDF-1.4"))
         self.emit(StateEvent(SessionState.ENDED, "doctor-ended"))
         await self.top("end")
         await self.shot("end")

@@ -116,6 +116,14 @@ def identity(count: int) -> CardIdentity:
     return CardIdentity(people)
 
 
+class FakePrescriptions:
+    """Every prescription verifies and prints (the real checks are in tests/documents)."""
+
+    async def receive(self, pdf: bytes) -> tuple[str, bool]:
+        return "K7QM-2XHD-9PWA", True
+
+
 def services() -> tuple[Services, FakeCard, FakeSession, FakeSelfCheck, Frames]:
     card, session, selfcheck, frames = FakeCard(), FakeSession(), FakeSelfCheck(), Frames()
-    return Services(card=card, session=session, selfcheck=selfcheck, video=frames), card, session, selfcheck, frames
+    built = Services(card=card, session=session, selfcheck=selfcheck, video=frames, prescriptions=FakePrescriptions())
+    return built, card, session, selfcheck, frames

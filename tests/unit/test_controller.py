@@ -106,7 +106,8 @@ async def test_waiting_news_call_and_sas(app: tuple[Controller, FakeServices]) -
     ]
     assert services.session.named("chat") == ["Hello doctor"]
     services.session.emit(FileEvent("ordonnance.pdf", "application/pdf", b"%PDF-1.7"))
-    assert controller.view.files_received == 1 and controller.view.prescription
+    # A plain PDF is a document, not a prescription: only a signed one, verified, is (tests/documents).
+    assert controller.view.files_received == 1 and not controller.view.prescription
 
 
 async def test_blood_pressure_waits_for_the_patient(app: tuple[Controller, FakeServices]) -> None:

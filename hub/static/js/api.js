@@ -90,6 +90,8 @@ export const me = () => request("GET", "/api/me");
 export const config = () => request("GET", "/api/config");
 export const logout = () => post("/api/logout", {});
 /** Certify this login's identity public key (SPKI DER): the chain PEM (leaf, doctor CA). */
+/** A signed prescription: {number, fetch_code, expires, sha256, pdf: base64} (hub/prescription_api.py). */
+export const createPrescription = (patient, text) => post("/api/prescriptions", { patient, text });
 export const certifyIdentityKey = async (spkiDer) => (await post("/api/identity-key", { spki: toBase64(spkiDer) })).chain;
 
 /** True when this browser can use WebAuthn at all. */

@@ -20,6 +20,7 @@ import { Call, CallState } from "./call.js";
 import { COMMANDS, FileSender, MAX_CHAT_CHARS, MAX_FILE_BYTES, wireMime, wireName } from "./datachannel.js";
 import { currentIdentity, ensureIdentity, forgetIdentity } from "./identity.js";
 import { PlethChart } from "./pleth.js";
+import { bindPrescriptionPanel, resetPrescriptionPanel } from "./prescription.js";
 import { encode as encodeSignal, parse as parseSignal } from "./signalling.js";
 import { t, translatePage } from "./strings.js";
 import { codePoints, humanSize } from "./util.js";
@@ -531,6 +532,7 @@ function closeCallView() {
   app.objectUrls = [];
   for (const id of ["video-patient", "video-exam", "video-self", "audio-voice", "audio-steth"]) $(id).srcObject = null;
   for (const id of ["chat-log", "gallery", "files", "device-status"]) $(id).replaceChildren();
+  resetPrescriptionPanel();
   const dialog = $("still-dialog");
   if (dialog.open) dialog.close();
   $("still-full").width = $("still-full").height = 0;
@@ -1069,6 +1071,7 @@ function bindUi() {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) sendChat(event);
   });
   $("file-input").addEventListener("change", sendFiles);
+  bindPrescriptionPanel(() => app.call);
   window.addEventListener("pagehide", () => app.call?.hangUp());
   setInterval(() => {
     if (app.view === "waiting-room" && app.queue.length) renderQueue();

@@ -154,6 +154,15 @@ export const STRINGS = {
     fileCorrupt: "Un fichier reçu était corrompu et a été supprimé.",
     protocolError: "Message de la cabine ignoré ({reason}).",
     channelClosed: "Canal de données fermé.",
+    rxHeading: "Ordonnance",
+    rxPatient: "Patient",
+    rxText: "Prescription (une ligne par médicament)",
+    rxSign: "Signer et envoyer à la cabine",
+    rxSigning: "Signature de l’ordonnance…",
+    rxSent: "Ordonnance {number} signée et envoyée ; code patient : {code}.",
+    rxNoCall: "Pas de consultation en cours.",
+    rxEmpty: "L’ordonnance est vide.",
+    rxDigest: "le PDF signé ne correspond pas à son empreinte",
   },
 };
 

@@ -18,6 +18,8 @@ def _number(value: float) -> str:
 class EndScreen(BoothScreen):
     readings_text = StringProperty("")
     prescription = BooleanProperty(False)
+    prescription_text = StringProperty("")
+    """The fetch code of a verified prescription, or why there is no printed prescription."""
 
     def refresh(self, controller: Any) -> None:
         readings = controller.view.readings
@@ -33,6 +35,13 @@ class EndScreen(BoothScreen):
             lines.append(("reading.temperature", {"value": _number(readings["celsius"])}))
         self.readings_text = "\n".join(controller.tr(msgid, **values) for msgid, values in lines)
         self.prescription = controller.view.prescription
+        view = controller.view
+        if view.fetch_code:
+            self.prescription_text = controller.tr("end.fetch_code", code=view.fetch_code)
+        elif view.prescription_refused:
+            self.prescription_text = controller.tr("end.prescription_refused")
+        else:
+            self.prescription_text = ""
 
 
 Builder.load_file(str(Path(__file__).with_suffix(".kv")))
