@@ -257,12 +257,24 @@ _EVENTS: Final = (
         5,
         "Hub: an operator opened records with the records private key.",
     ),
+    _e(
+        "document_print_failed",
+        "bd1a434a4220443eabe8871bd78a873e",
+        4,
+        "Booth: a verified document could not be printed.",
+    ),
     _e("document_printed", "6f3e3ccba58b4e038a55c71f4d333adb", 6, "Booth: a document was printed."),
     _e(
         "prescription_signed",
         "40b4f85ec228477584e4585bf9456c50",
         5,
         "A prescription was signed with the doctor's certificate.",
+    ),
+    _e(
+        "prescription_fetched",
+        "dd97e10d84444e499e5be9652c98f27c",
+        6,
+        "Hub: a patient fetched a prescription with its code.",
     ),
     _e(
         "prescription_verified",

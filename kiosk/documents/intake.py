@@ -58,7 +58,7 @@ class PrescriptionIntake:
             verified = await asyncio.to_thread(verify_prescription, pdf, self.fleet_root_pem)
         except PrescriptionRejected as exc:
             logger.warning("prescription rejected: %s", exc.reason.value)
-            self._audit("prescription_rejected", {"sha256": digest, "size": len(pdf), "reason": exc.reason.value})
+            self._audit("prescription_refused", {"sha256": digest, "size": len(pdf), "reason": exc.reason.value})
             raise
         self._audit("prescription_verified", {"number": verified.number, "signer": verified.signer, "sha256": digest})
         if self.printer is None:

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 
 from kiosk.documents import PRESCRIPTION_MIME
 from kiosk.documents.errors import DocumentError
+from kiosk.documents.fhir import bundle_json
+from kiosk.documents.report import consultation_report
+from kiosk.documents.summary import ConsultationSummary, Still
 from kiosk.identity.identity import Beneficiary, CardIdentity
 from kiosk.memory import return_free_memory
 from kiosk.session.consultation import (
@@ -661,11 +664,47 @@ class Controller:
             "sha256": hashlib.sha256(event.data).hexdigest(),
         }
         self.services.records.record(kind, event.data, meta)
+        if kind == "still":
+            self._records.stills.append(
+                Still(
+                    event.data,
+                    event.mime,
+                    taken=datetime.datetime.fromtimestamp(self._records.wall_clock(), datetime.UTC),
+                )
+            )
+
+    def _record_documents(self, started: float, ended: float) -> None:
+        """The consultation's FHIR bundle and the patient's report, sealed with the other records."""
+        records = self._records
+        summary = ConsultationSummary(
+            session_id=records.token,
+            patient_token=records.token,
+            booth_id=self.services.booth_id,
+            started=datetime.datetime.fromtimestamp(started, datetime.UTC),
+            ended=datetime.datetime.fromtimestamp(ended, datetime.UTC),
+            language=self.flow.language,
+            doctor_name=self.view.doctor_name,
+            readings=dict(self.view.readings),
+            stills=tuple(records.stills),
+        )
+        meta = {"session": records.token}
+        try:
+            # The stills are records of their own: the bundle's Media entries carry their size and hash.
+            bundle = bundle_json(summary, embed_stills=False)
+            report = consultation_report(summary)
+        except DocumentError as exc:
+            logger.error("consultation documents not made: %s", exc.reason.value)
+            return
+        records.count += 2
+        self.services.records.record("fhir", bundle, {**meta, "mime": "application/fhir+json"})
+        self.services.records.record("report", report, {**meta, "mime": "application/pdf"})
 
     async def _record_summary(self) -> None:
         self._flush_oximeter()
         records = self._records
         if records.started is not None:
+            if self.view.doctor_name or self.view.readings:
+                self._record_documents(records.started, records.wall_clock())
             self._record(
                 "summary",
                 {
@@ -741,6 +780,8 @@ class SessionRecords:
     oximeter: list[dict[str, object]] = field(default_factory=list)
     """Oximeter values not sealed yet (at most :data:`OXIMETER_RECORD_SECONDS` of them)."""
     oximeter_since: float = 0.0
+    stills: list[Still] = field(default_factory=list)
+    """The stills sent to the doctor, for the consultation's FHIR bundle (dropped with this object)."""
 
 
 CONSENT_MESSAGES = ("consent.title", "consent.recorded", "consent.who", "consent.hosted", "consent.rights")

@@ -179,9 +179,12 @@ async def booth_stack(
             # Prescriptions are verified against the fleet root the booth already trusts, then printed if it can.
             prescriptions=BoothPrescriptions(
                 PrescriptionIntake(
-                    credentials.trust.root.public_bytes(Encoding.PEM), cups_printer(printer) if printer else None
+                    credentials.trust.root.public_bytes(Encoding.PEM),
+                    cups_printer(printer) if printer else None,
+                    audit=(lambda event, fields: booth_audit.record(event, **fields)) if booth_audit else None,
                 )
             ),
+            booth_id=credentials.booth_id,
         )
         controller = Controller(services, flow_config)
         await session.start()

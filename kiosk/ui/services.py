@@ -185,3 +185,5 @@ class Services:
     """Sealed session records (consent, identification, readings, stills, chat, files, summary)."""
     prescriptions: PrescriptionService | None = None
     """Verifies and prints the doctor's signed prescriptions; None on a booth without a printer set up."""
+    booth_id: str = "booth"
+    """The booth's fleet name, which the consultation documents carry (never the patient's identity)."""

@@ -348,7 +348,7 @@ async def test_intake_never_prints_a_modified_prescription(signed: Signed) -> No
     with pytest.raises(PrescriptionRejected):
         await intake.receive(bytes(mutated))
     assert printer.jobs == []
-    assert [e for e, _ in events] == ["prescription_rejected"]
+    assert [e for e, _ in events] == ["prescription_refused"]
     assert PATIENT not in repr(events)
 
 

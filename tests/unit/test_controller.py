@@ -330,7 +330,18 @@ async def test_a_session_is_recorded_for_sealing(app: tuple[Controller, FakeServ
     await settle()
     records = services.records
     # The oximeter's series is sealed when it reaches OXIMETER_RECORD_SECONDS, or at the end.
-    assert records.kinds() == ["consent", "identification", "chat", "chat", "still", "file", "reading", "summary"]
+    assert records.kinds() == [
+        "consent",
+        "identification",
+        "chat",
+        "chat",
+        "still",
+        "file",
+        "reading",
+        "fhir",
+        "report",
+        "summary",
+    ]
     tokens = {meta["session"] for _, _, meta in records.records}
     assert len(tokens) == 1
     consent = records.documents("consent")[0]
@@ -348,14 +359,27 @@ async def test_a_session_is_recorded_for_sealing(app: tuple[Controller, FakeServ
     assert still[1] == b"\xff\xd8jpeg" and still[2]["from"] == "booth" and still[2]["mime"] == "image/jpeg"
     summary = records.documents("summary")[0]
     assert summary["readings"] == {"spo2": 97, "pulse": 72} and summary["doctor"] == "Dr Demo"
-    assert summary["records"] == 8 and records.flushes == 1
+    assert summary["records"] == 10 and records.flushes == 1
+    # The consultation's documents: a FHIR R4 bundle (validated as it is made) and the patient's report, which
+    # name nobody: the patient is the session's opaque token.
+    fhir = records.documents("fhir")[0]
+    resources = [entry["resource"] for entry in fhir["entry"]]  # type: ignore[union-attr]
+    types = sorted(resource["resourceType"] for resource in resources)
+    assert types == ["Encounter", "Media", "Observation", "Observation"]
+    media = next(resource for resource in resources if resource["resourceType"] == "Media")
+    assert media["content"]["size"] == len(b"\xff\xd8jpeg") and "data" not in media["content"]
+    report = next(payload for kind, payload, _ in records.records if kind == "report")
+    assert report.startswith(b"%PDF")
+    for kind, payload, _ in records.records:
+        if kind in ("fhir", "report"):
+            assert person.surname.encode() not in payload and person.nir.reveal().encode() not in payload
     # The next patient gets a new token.
     controller.choose_language("fr")
     controller.decline_consent()
     controller.finish()
     await settle()
-    assert records.kinds()[8:] == ["consent", "summary"]
-    assert records.records[8][2]["session"] not in tokens
+    assert records.kinds()[10:] == ["consent", "summary"]  # no consultation: no documents
+    assert records.records[10][2]["session"] not in tokens
     assert records.documents("consent")[1]["decision"] == "declined"
 
 
