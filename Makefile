@@ -22,8 +22,13 @@ STAMP_VENV := $(VENV)/.stamp-install
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
 	chromium libnss3-tools fonts-dejavu-core
+# The appliance image (image/): mkosi + debootstrap + systemd-nspawn build the tree; mtools,
+# dosfstools, e2fsprogs and fdisk lay out the disk without mounting; qemu + OVMF boot-test it;
+# shellcheck checks its scripts.
+APT_PACKAGES += mkosi debootstrap systemd-container mtools dosfstools e2fsprogs fdisk \
+	qemu-system-x86 ovmf shellcheck
 
-.PHONY: demo test lint typecheck unit bench clean setup
+.PHONY: demo test lint typecheck unit bench clean setup image boot-test
 
 setup: $(STAMP_VENV)
 
@@ -59,6 +64,14 @@ demo: $(STAMP_VENV)
 
 bench: $(STAMP_VENV)
 	$(BIN)/python -m bench.run
+
+# The booth's disk image (outputs and caches outside the tree) and its boot test under qemu/KVM.
+IMAGE_DIR ?= /var/tmp/kiosk-image
+image: $(STAMP_VENV)
+	KIOSK_IMAGE_DIR=$(IMAGE_DIR) KIOSK_VENV=$(CURDIR)/$(VENV) image/build
+
+boot-test: $(STAMP_VENV)
+	KIOSK_IMAGE_DIR=$(IMAGE_DIR) KIOSK_VENV=$(CURDIR)/$(VENV) image/boot-test
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis

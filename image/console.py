@@ -1,0 +1,79 @@
+"""What a booting booth says on its serial console, as events: sans-IO.
+
+``receive_data(bytes)`` buffers what the serial line delivered (any chunking, any garbage);
+``next_event()`` returns the next event or ``None``. The line discipline follows what systemd 252
+prints on the console with ``quiet`` on the kernel command line: only failures
+(``[FAILED] Failed to start UNIT - Description.``, ``[DEPEND] Dependency failed for UNIT - ...``),
+in colour, with carriage returns. The booth image's ``kiosk-ready-report.service`` prints
+``KIOSK-READY`` once ``kiosk-app.service`` has reported ready (sd_notify READY=1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+READY_MARKER = "KIOSK-READY"
+# A console line longer than this is cut: a runaway line must not grow the buffer without bound.
+MAX_LINE = 4096
+WATCHED_UNITS = frozenset({"kiosk-app.service", "kiosk-ready-report.service"})
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_FAILED = re.compile(r"(?:Failed to start|Dependency failed for) (\S+\.(?:service|target|socket|mount))")
+_PANIC = re.compile(r"Kernel panic - not syncing")
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The ready marker came: the booth app is up."""
+
+
+@dataclass(frozen=True)
+class UnitFailed:
+    """A watched unit failed to start, or a unit it needs did: the marker will never come."""
+
+    unit: str
+    """The unit systemd named, e.g. ``kiosk-app.service``."""
+
+
+@dataclass(frozen=True)
+class KernelPanic:
+    """The kernel gave up (no root file system, no init...)."""
+
+
+ConsoleEvent = Ready | UnitFailed | KernelPanic
+
+
+class ConsoleWatcher:
+    """Splits the console into lines and turns the lines that matter into events."""
+
+    def __init__(self, watched_units: frozenset[str] = WATCHED_UNITS) -> None:
+        self._watched = watched_units
+        self._partial = bytearray()
+        self._events: deque[ConsoleEvent] = deque()
+
+    def receive_data(self, data: bytes) -> None:
+        self._partial += data
+        *lines, rest = self._partial.split(b"\n")
+        self._partial = bytearray(rest[-MAX_LINE:])
+        for line in lines:
+            self._line(line[-MAX_LINE:].decode("utf-8", "replace"))
+
+    def end_of_data(self) -> None:
+        """The line closed (the machine stopped): the last, unterminated line counts too."""
+        if self._partial:
+            self._line(self._partial.decode("utf-8", "replace"))
+            self._partial.clear()
+
+    def next_event(self) -> ConsoleEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def _line(self, raw: str) -> None:
+        line = _ANSI.sub("", raw).replace("\r", "").strip()
+        if line == READY_MARKER:
+            self._events.append(Ready())
+        elif _PANIC.search(line):
+            self._events.append(KernelPanic())
+        elif (match := _FAILED.search(line)) and match.group(1) in self._watched:
+            self._events.append(UnitFailed(match.group(1)))
