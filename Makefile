@@ -19,9 +19,10 @@ STAMP_VENV := $(VENV)/.stamp-install
 # coturn: the real TURN server the consultation link is tested through.
 # chromium, libnss3-tools: the doctor's browser in the end-to-end tests (Playwright drives
 # Debian's chromium; certutil puts the development fleet CA in its trust store).
+# cage: the booth's compositor, which systemd-analyze verify checks kiosk-app.service runs.
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
-	chromium libnss3-tools fonts-dejavu-core
+	chromium libnss3-tools fonts-dejavu-core cage
 # The appliance image (image/): mkosi + debootstrap + systemd-nspawn build the tree; mtools,
 # dosfstools, e2fsprogs and fdisk lay out the disk without mounting; qemu + OVMF boot-test it;
 # shellcheck checks its scripts.

@@ -3,7 +3,8 @@
     python -m bench.run [NAME ...]
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
-``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``); none means all.
+``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
+``units``); none means all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ import sys
 import time
 from typing import Any
 
-BENCHMARKS = ("parsers", "oximeter_latency", "nibp_cycle", "card", "hub_capacity", "consultation", "patient_app")
+BENCHMARKS = (
+    "parsers",
+    "oximeter_latency",
+    "nibp_cycle",
+    "card",
+    "hub_capacity",
+    "consultation",
+    "patient_app",
+    "units",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

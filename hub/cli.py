@@ -5,7 +5,9 @@
     kiosk-hub add-booth --state DIR --id booth-0002
 
 ``serve`` prints one line ``ready doctor=https://H:P booth=wss://H:Q`` once
-both listeners accept connections; scripts and tests wait for it.
+both listeners accept connections; scripts and tests wait for it. Under
+systemd (``kiosk-hub.service``) it also sends READY=1 then WATCHDOG=1 from its
+event loop (:mod:`kiosk.sdnotify`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from hub import pki
 from hub.app import StateError, StatePaths, init_dev_state, start
 from hub.config import ConfigError, load_config
+from kiosk.sdnotify import Notifier
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,10 +96,17 @@ async def _serve(args: argparse.Namespace) -> int:
     host = f"[{config.host}]" if ":" in config.host else config.host
     booth_host = f"[{config.booth_host}]" if ":" in config.booth_host else config.booth_host
     print(f"ready doctor=https://{host}:{hub.doctor_port} booth=wss://{booth_host}:{hub.booth_port}", flush=True)
+    # Under systemd (kiosk-hub.service, Type=notify): ready now, then pings from this loop for the watchdog.
+    notifier = Notifier()
+    notifier.ready(f"doctors on port {hub.doctor_port}, booths on port {hub.booth_port}")
+    watchdog = asyncio.create_task(notifier.keep_alive())
     try:
         await stop.wait()
     finally:
+        notifier.stopping()
+        watchdog.cancel()
         await hub.stop()
+        notifier.close()
     return 0
 
 

@@ -5,6 +5,7 @@
                 [--first-name Ana --age 42 --reason "sore throat"] [--turn URL --turn-secret S] [--relay-only]
 
     kiosk-booth --hub-state DIR --emulate WORKDIR      # development: paths from a ``kiosk-hub init --dev`` state
+    kiosk-booth ... --peripherals /etc/kiosk/peripherals.toml      # real peripherals instead of emulators
 
 It connects to the hub, announces the patient, and runs consultations on
 emulated peripherals. Events go to stdout as JSON lines (``{"event": ...}``)
@@ -33,6 +34,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from devices import config as peripheral_config
+from kiosk.session import hardware
 from kiosk.session.binding import FleetTrust, IdentityKey
 from kiosk.session.consultation import (
     BoothCredentials,
@@ -48,21 +51,40 @@ from kiosk.session.consultation import (
     WaitingEvent,
     WaitingPatient,
 )
-from kiosk.session.emulated import EmulationSettings, emulated_booth
+from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
 from kiosk.session.hub_link import HubEndpoint
 from kiosk.session.ice import IceConfig
 
 
 def add_booth_arguments(parser: argparse.ArgumentParser) -> None:
-    """The hub, the booth's fleet identity and the emulated peripherals (read by :func:`credentials_from_args`)."""
+    """The hub, the booth's fleet identity (read by :func:`credentials_from_args`) and its peripherals, emulated
+    or real (read by :func:`booth_equipment`)."""
     parser.add_argument("--hub", help="the hub's booth listener, wss://host:port/ws")
     parser.add_argument("--hub-state", type=Path, help="development: take CA, certificate and key from a hub state")
     parser.add_argument("--booth-id", default="booth-0001")
     parser.add_argument("--fleet-ca", type=Path)
     parser.add_argument("--cert", type=Path)
     parser.add_argument("--key", type=Path)
-    parser.add_argument("--emulate", type=Path, required=True, help="work directory of the emulated peripherals")
+    equipment = parser.add_mutually_exclusive_group(required=True)
+    equipment.add_argument("--emulate", type=Path, help="work directory of the emulated peripherals")
+    equipment.add_argument(
+        "--peripherals", type=Path, help="the real peripherals' configuration (e.g. /etc/kiosk/peripherals.toml)"
+    )
     parser.add_argument("--verbose", action="store_true")
+
+
+def booth_equipment(
+    args: argparse.Namespace, settings: EmulationSettings | None = None
+) -> contextlib.AbstractAsyncContextManager[EmulatedBooth]:
+    """The booth's peripherals: the emulators under ``--emulate``, or the hardware ``--peripherals`` names."""
+    if args.peripherals is not None:
+        try:
+            config = peripheral_config.load(args.peripherals)
+            hardware.check(config)
+        except peripheral_config.ConfigError as exc:
+            raise SystemExit(f"{Path(sys.argv[0]).name}: {exc.message}") from exc
+        return hardware.hardware_booth(config)
+    return emulated_booth(args.emulate, settings)
 
 
 def run_cli(run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
@@ -206,7 +228,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, done.set)
-    async with emulated_booth(args.emulate, settings) as booth:
+    async with booth_equipment(args, settings) as booth:
         session = BoothSession(
             hub=endpoint, credentials=credentials, media=booth.media, peripherals=booth.peripherals, ice=ice
         )

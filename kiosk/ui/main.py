@@ -1,8 +1,11 @@
 """``kiosk-app``: the booth's patient app, assembled from its services.
 
 :func:`emulated_stack` builds everything the screens need on emulated
-peripherals (the demo, the tests and the benches use it too); :func:`main`
-runs the Kivy app on it. The booth's state directory holds Kivy's home (no log
+peripherals (the demo, the tests and the benches use it too), :func:`booth_stack`
+on any peripherals; :func:`main` runs the Kivy app on the emulated ones
+(``--emulate``) or on the real ones (``--peripherals``). Under systemd
+(kiosk-app.service) it sends READY=1 once the welcome screen is drawn and
+WATCHDOG=1 from the loop Kivy runs on (:mod:`kiosk.sdnotify`). The booth's state directory holds Kivy's home (no log
 files: patient screens must leave no trace) and the app's temporary directory,
 emptied at every wipe.
 """
@@ -10,6 +13,7 @@ emptied at every wipe.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,16 +23,21 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kiosk.session.booth import add_booth_arguments, credentials_from_args, run_cli
+from kiosk.sdnotify import Notifier
+from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
 from kiosk.session.consultation import BoothCredentials, BoothSession
 from kiosk.session.emulated import EmulatedBooth, EmulationSettings, emulated_booth
 from kiosk.session.hub_link import HubEndpoint
 from kiosk.session.ice import IceConfig
 from kiosk.ui.booth_services import BoothSelfCheck, CallVideo, EspeakSpeaker, PcscCardService
 from kiosk.ui.controller import Controller
-from kiosk.ui.flow import FlowConfig
+from kiosk.ui.flow import FlowConfig, Step
 from kiosk.ui.services import CardService, Services
+
+if TYPE_CHECKING:
+    from kiosk.ui.app import BoothApp
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("kiosk.audit")
@@ -75,8 +84,7 @@ def audit(event: str) -> None:
     audit_logger.info("%s", event)
 
 
-@contextlib.asynccontextmanager
-async def emulated_stack(
+def emulated_stack(
     workdir: Path,
     *,
     hub: HubEndpoint,
@@ -87,9 +95,37 @@ async def emulated_stack(
     settings: EmulationSettings | None = None,
     ice: IceConfig | None = None,
     speaker_ok: bool = True,
-) -> AsyncIterator[BoothStack]:
+) -> contextlib.AbstractAsyncContextManager[BoothStack]:
     """A whole booth on emulated peripherals, connected to ``hub``; everything stops on exit."""
-    async with emulated_booth(workdir, settings) as booth:
+    return booth_stack(
+        emulated_booth(workdir, settings),
+        hub=hub,
+        credentials=credentials,
+        card=card,
+        temp_dir=temp_dir,
+        flow_config=flow_config,
+        ice=ice,
+        speaker_ok=speaker_ok,
+    )
+
+
+@contextlib.asynccontextmanager
+async def booth_stack(
+    equipment: contextlib.AbstractAsyncContextManager[EmulatedBooth],
+    *,
+    hub: HubEndpoint,
+    credentials: BoothCredentials,
+    card: CardService,
+    temp_dir: Path | None = None,
+    flow_config: FlowConfig | None = None,
+    ice: IceConfig | None = None,
+    speaker_ok: bool = True,
+) -> AsyncIterator[BoothStack]:
+    """A whole booth on ``equipment`` (emulated or real peripherals), connected to ``hub``; everything stops on exit.
+
+    ``speaker_ok`` reports the sound output as working without probing it (emulated booths have none).
+    """
+    async with equipment as booth:
         session = BoothSession(
             hub=hub, credentials=credentials, media=booth.media, peripherals=booth.peripherals, ice=ice
         )
@@ -139,14 +175,43 @@ async def run(args: argparse.Namespace) -> int:
     config = FlowConfig(
         staff_pin_hash=args.staff_pin_hash, cleaning_required=args.cleaning_required, default_language=args.language
     )
-    from kiosk.ui.app import run_app  # imports Kivy: only after prepare_state set its environment
+    from kiosk.ui.app import BoothApp, run_app  # imports Kivy: only after prepare_state set its environment
 
-    async with emulated_stack(
-        args.emulate, hub=endpoint, credentials=credentials, card=PcscCardService(), temp_dir=temp, flow_config=config
-    ) as stack:
-        await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)))
+    notifier = Notifier()
+    watchdog = asyncio.create_task(notifier.keep_alive())
+    try:
+        async with booth_stack(
+            booth_equipment(args),
+            hub=endpoint,
+            credentials=credentials,
+            card=PcscCardService(),
+            temp_dir=temp,
+            flow_config=config,
+            speaker_ok=args.emulate is not None,
+        ) as stack:
+            app = BoothApp(stack.controller)
+            ready = asyncio.create_task(_notify_ready(app, notifier))
+            try:
+                await run_app(stack.controller, fullscreen=args.fullscreen, size=(int(width), int(height)), app=app)
+            finally:
+                ready.cancel()
+                notifier.stopping()
+    finally:
+        watchdog.cancel()
+        notifier.close()
     empty_directory(temp)
     return 0
+
+
+async def _notify_ready(app: BoothApp, notifier: Notifier) -> None:
+    """READY=1 once the welcome screen is drawn: until then kiosk-app.service is still starting."""
+    while True:
+        try:
+            await app.wait_screen(Step.WELCOME.value, timeout=60)
+        except TimeoutError:
+            continue  # systemd's TimeoutStartSec decides how long is too long
+        notifier.ready("welcome screen up")
+        return
 
 
 def main(argv: list[str] | None = None) -> int:
