@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from image.console import ConsoleWatcher, KernelPanic, Ready, UnitFailed
+from image.console import ConsoleEvent, ConsoleWatcher, KernelPanic, NotReady, Ready, UnitFailed
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -52,10 +52,12 @@ class BootResult:
 
     ready: bool
     outcome: str
-    """``ready``, ``unit-failed``, ``kernel-panic``, ``timeout`` or ``qemu-exited``."""
+    """``ready``, ``not-ready``, ``unit-failed``, ``kernel-panic``, ``timeout`` or ``qemu-exited``."""
     boot_to_ready_s: float | None
     elapsed_s: float
     failed_unit: str | None
+    app_state: str | None
+    """``systemctl is-active kiosk-app.service`` when the app was not ready."""
     image: str
     image_bytes: int
     image_allocated_bytes: int
@@ -95,7 +97,7 @@ def qemu_argv(machine: Machine) -> list[str]:
 
 async def _read_until_event(
     stream: asyncio.StreamReader, watcher: ConsoleWatcher, deadline: float, log: Path | None
-) -> Ready | UnitFailed | KernelPanic | str:
+) -> ConsoleEvent | str:
     loop = asyncio.get_running_loop()
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(log.open("wb")) if log is not None else None
@@ -143,20 +145,24 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
             except TimeoutError:
                 process.kill()
                 await process.wait()
+    failed = app_state = None
     if isinstance(event, Ready):
-        outcome, failed = "ready", None
+        outcome = "ready"
+    elif isinstance(event, NotReady):
+        outcome, app_state = "not-ready", event.state
     elif isinstance(event, UnitFailed):
         outcome, failed = "unit-failed", event.unit
     elif isinstance(event, KernelPanic):
-        outcome, failed = "kernel-panic", None
+        outcome = "kernel-panic"
     else:
-        outcome, failed = event, None
+        outcome = event
     return BootResult(
         ready=outcome == "ready",
         outcome=outcome,
         boot_to_ready_s=round(ready_at - started, 2) if outcome == "ready" else None,
         elapsed_s=round(ready_at - started, 2),
         failed_unit=failed,
+        app_state=app_state,
         image=str(machine.image),
         image_bytes=stat.st_size,
         image_allocated_bytes=stat.st_blocks * 512,

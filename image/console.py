@@ -5,7 +5,8 @@
 prints on the console with ``quiet`` on the kernel command line: only failures
 (``[FAILED] Failed to start UNIT - Description.``, ``[DEPEND] Dependency failed for UNIT - ...``),
 in colour, with carriage returns. The booth image's ``kiosk-ready-report.service`` prints
-``KIOSK-READY`` once ``kiosk-app.service`` has reported ready (sd_notify READY=1).
+``KIOSK-READY`` once ``kiosk-app.service`` has reported ready (sd_notify READY=1), or
+``KIOSK-NOT-READY STATE`` when the app's unit was skipped (a Condition failed: not enrolled).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 READY_MARKER = "KIOSK-READY"
+NOT_READY_MARKER = "KIOSK-NOT-READY"
 # A console line longer than this is cut: a runaway line must not grow the buffer without bound.
 MAX_LINE = 4096
 WATCHED_UNITS = frozenset({"kiosk-app.service", "kiosk-ready-report.service"})
@@ -30,6 +32,14 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class NotReady:
+    """The report ran but the app is not active (its unit was skipped): the marker will never come."""
+
+    state: str
+    """What ``systemctl is-active`` said, e.g. ``inactive``."""
+
+
+@dataclass(frozen=True)
 class UnitFailed:
     """A watched unit failed to start, or a unit it needs did: the marker will never come."""
 
@@ -42,7 +52,7 @@ class KernelPanic:
     """The kernel gave up (no root file system, no init...)."""
 
 
-ConsoleEvent = Ready | UnitFailed | KernelPanic
+ConsoleEvent = Ready | NotReady | UnitFailed | KernelPanic
 
 
 class ConsoleWatcher:
@@ -73,6 +83,8 @@ class ConsoleWatcher:
         line = _ANSI.sub("", raw).replace("\r", "").strip()
         if line == READY_MARKER:
             self._events.append(Ready())
+        elif line.startswith(NOT_READY_MARKER + " "):
+            self._events.append(NotReady(line.removeprefix(NOT_READY_MARKER).strip()[:64]))
         elif _PANIC.search(line):
             self._events.append(KernelPanic())
         elif (match := _FAILED.search(line)) and match.group(1) in self._watched:

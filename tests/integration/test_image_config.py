@@ -13,7 +13,7 @@ import pytest
 from image.boot_test import Machine, qemu_argv
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
-SCRIPTS = ["build", "customize", "boot-test"]
+SCRIPTS = ["build", "customize", "boot-test", "test-overlay"]
 
 
 def summary(directory: Path, output: Path) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from image.console import MAX_LINE, READY_MARKER, ConsoleWatcher, KernelPanic, Ready, UnitFailed
+from image.console import MAX_LINE, READY_MARKER, ConsoleWatcher, KernelPanic, NotReady, Ready, UnitFailed
 
 # What systemd 252 prints with `quiet` (colours and carriage returns included).
 FAILED_APP = b"[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mkiosk-app.service\x1b[0m - Booth app.\r\n"
@@ -60,6 +60,11 @@ def test_marker_inside_another_line_is_not_ready() -> None:
     assert feed(b"# echo KIOSK-READY > /dev/console\r\n") == []
 
 
+def test_app_skipped_is_not_ready() -> None:
+    # kiosk-app.service's Condition failed (no certificate yet): the report runs, the app does not
+    assert feed(b"KIOSK-NOT-READY inactive\r\n") == [NotReady("inactive")]
+
+
 def test_watched_unit_failures() -> None:
     assert feed(FAILED_APP) == [UnitFailed("kiosk-app.service")]
     assert feed(DEPEND_REPORT) == [UnitFailed("kiosk-ready-report.service")]
@@ -98,7 +103,7 @@ def test_any_bytes_never_raise(chunks: list[bytes]) -> None:
         watcher.receive_data(chunk)
     watcher.end_of_data()
     for event in events(watcher):
-        assert isinstance(event, Ready | UnitFailed | KernelPanic)
+        assert isinstance(event, Ready | NotReady | UnitFailed | KernelPanic)
 
 
 @given(
