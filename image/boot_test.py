@@ -1,6 +1,6 @@
 """Boot the booth's disk image under qemu/KVM and wait until the booth app reports ready.
 
-The machine: q35 with KVM, UEFI (OVMF, a throw-away copy of its variable store), the image as a
+The machine: q35, UEFI (OVMF, a throw-away copy of its variable store), the image as a
 virtio disk in snapshot mode (the image file is never written), a virtio GPU so cage gets a real
 DRM device (``/dev/dri/card0``) and the app renders on it as on a booth, no network card (nothing
 leaves the host), the serial console on qemu's standard output.
@@ -11,8 +11,14 @@ is ``Type=notify``, so it counts as started only once the app sent READY=1 from 
 A failure of either unit, or a kernel panic, ends the test at once; otherwise it gives up after
 ``--timeout`` seconds.
 
-``python -m image.boot_test --image FILE [--timeout S] [--log FILE]`` prints one JSON object
-(``ready``, ``boot_to_ready_s``, ``image_bytes``, ...) and exits 0 only when the booth got ready.
+Acceleration: KVM when the host's KVM runs ordinary guests; TCG (software emulation, several
+times slower) otherwise. ``--accel auto`` picks TCG where /dev/kvm is PVM (``kvm_pvm``, the
+pagetable-based nested KVM of some cloud sandboxes), which only runs PVM-built guest kernels: a
+stock Debian kernel and OVMF stop there with "emulation failure".
+
+``python -m image.boot_test --image FILE [--timeout S] [--log FILE] [--accel auto|kvm|tcg]``
+prints one JSON object (``ready``, ``boot_to_ready_s``, ``accel``, ``image_bytes``, ...) and
+exits 0 only when the booth got ready.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -32,6 +39,15 @@ from image.console import ConsoleEvent, ConsoleWatcher, KernelPanic, NotReady, R
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+PVM_MODULE = Path("/sys/module/kvm_pvm")
+
+
+def pick_accel(requested: str, *, kvm_device: Path = Path("/dev/kvm"), pvm_module: Path = PVM_MODULE) -> str:
+    """``kvm`` or ``tcg`` for ``requested`` (``auto``, ``kvm`` or ``tcg``); see the module's docstring."""
+    if requested != "auto":
+        return requested
+    usable = kvm_device.exists() and os.access(kvm_device, os.R_OK | os.W_OK)
+    return "kvm" if usable and not pvm_module.exists() else "tcg"
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,7 @@ class Machine:
     vars_file: Path
     memory_mib: int = 2048
     cpus: int = 2
-    kvm: bool = True
+    accel: str = "kvm"
     ovmf_code: Path = OVMF_CODE
 
 
@@ -55,7 +71,10 @@ class BootResult:
     """``ready``, ``not-ready``, ``unit-failed``, ``kernel-panic``, ``timeout`` or ``qemu-exited``."""
     boot_to_ready_s: float | None
     elapsed_s: float
+    accel: str
     failed_unit: str | None
+    qemu_error: str | None
+    """The end of qemu's standard error when qemu itself stopped."""
     app_state: str | None
     """``systemctl is-active kiosk-app.service`` when the app was not ready."""
     image: str
@@ -67,7 +86,7 @@ class BootResult:
 def qemu_argv(machine: Machine) -> list[str]:
     """The qemu command line for ``machine``; its serial console is qemu's standard output."""
     argv = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "q35"]
-    argv += ["-accel", "kvm", "-cpu", "host"] if machine.kvm else ["-accel", "tcg"]
+    argv += ["-accel", "kvm", "-cpu", "host"] if machine.accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
     argv += [
         "-m",
         str(machine.memory_mib),
@@ -131,9 +150,10 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
         *qemu_argv(machine),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
+    errors = asyncio.create_task(process.stderr.read())
     try:
         event = await _read_until_event(process.stdout, ConsoleWatcher(), started + timeout, log)
         ready_at = loop.time()
@@ -145,6 +165,7 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
             except TimeoutError:
                 process.kill()
                 await process.wait()
+    qemu_error = (await errors).decode("utf-8", "replace").strip()[-500:] or None
     failed = app_state = None
     if isinstance(event, Ready):
         outcome = "ready"
@@ -161,7 +182,9 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
         outcome=outcome,
         boot_to_ready_s=round(ready_at - started, 2) if outcome == "ready" else None,
         elapsed_s=round(ready_at - started, 2),
+        accel=machine.accel,
         failed_unit=failed,
+        qemu_error=qemu_error if outcome == "qemu-exited" else None,
         app_state=app_state,
         image=str(machine.image),
         image_bytes=stat.st_size,
@@ -176,14 +199,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up (default 300)")
     parser.add_argument("--log", type=Path, help="write the serial console there")
     parser.add_argument("--memory-mib", type=int, default=2048)
-    parser.add_argument("--no-kvm", action="store_true", help="software emulation (slow: raise --timeout)")
+    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="default: kvm when usable")
     args = parser.parse_args(argv)
     if not args.image.is_file():
         parser.error(f"no image at {args.image}: run make image first")
     with tempfile.TemporaryDirectory(prefix="kiosk-boot-test-") as scratch:
         vars_file = Path(scratch) / "OVMF_VARS.fd"
         shutil.copyfile(OVMF_VARS, vars_file)
-        machine = Machine(image=args.image, vars_file=vars_file, memory_mib=args.memory_mib, kvm=not args.no_kvm)
+        accel = pick_accel(args.accel)
+        machine = Machine(image=args.image, vars_file=vars_file, memory_mib=args.memory_mib, accel=accel)
         result = asyncio.run(boot(machine, timeout=args.timeout, log=args.log))
     print(json.dumps(asdict(result)))
     return 0 if result.ready else 1

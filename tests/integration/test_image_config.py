@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from image.boot_test import Machine, qemu_argv
+from image.boot_test import Machine, pick_accel, qemu_argv
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
 SCRIPTS = ["build", "customize", "boot-test", "test-overlay"]
@@ -69,3 +69,20 @@ def test_qemu_machine(tmp_path: Path) -> None:
     assert "-nic none" in line  # nothing leaves the host
     assert argv[argv.index("-serial") + 1] == "stdio"
     assert Path(argv[argv.index("-drive") + 1].rsplit("file=", 1)[1]).is_file()  # OVMF is installed
+
+
+def test_tcg_machine(tmp_path: Path) -> None:
+    line = " ".join(qemu_argv(Machine(image=tmp_path / "x.raw", vars_file=tmp_path / "v.fd", accel="tcg")))
+    assert "-accel tcg -cpu max" in line
+    assert "kvm" not in line
+
+
+def test_accel_choice(tmp_path: Path) -> None:
+    kvm = tmp_path / "kvm"
+    pvm = tmp_path / "kvm_pvm"
+    assert pick_accel("auto", kvm_device=kvm, pvm_module=pvm) == "tcg"  # no /dev/kvm
+    kvm.touch()
+    assert pick_accel("auto", kvm_device=kvm, pvm_module=pvm) == "kvm"
+    pvm.mkdir()  # PVM runs only PVM-built guest kernels
+    assert pick_accel("auto", kvm_device=kvm, pvm_module=pvm) == "tcg"
+    assert pick_accel("kvm", kvm_device=kvm, pvm_module=pvm) == "kvm"  # asked for: no second guess
