@@ -20,14 +20,16 @@ STAMP_VENV := $(VENV)/.stamp-install
 # chromium, libnss3-tools: the doctor's browser in the end-to-end tests (Playwright drives
 # Debian's chromium; certutil puts the development fleet CA in its trust store).
 # cage: the booth's compositor, which systemd-analyze verify checks kiosk-app.service runs.
+# mmdebstrap, lynis: the provisioning whole-system test (a Debian 12 root, audited);
+# cryptsetup-bin, swtpm, libtss2-tcti-swtpm0, shellcheck: the LUKS2 + TPM2 enrolment test.
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-config \
 	xvfb libgl1 libglib2.0-0 libasound2-data gcc python3-dev python3-venv coturn \
-	chromium libnss3-tools fonts-dejavu-core cage
+	chromium libnss3-tools fonts-dejavu-core cage \
+	mmdebstrap lynis cryptsetup-bin swtpm libtss2-tcti-swtpm0 shellcheck
 # The appliance image (image/): mkosi + debootstrap + systemd-nspawn build the tree; mtools,
-# dosfstools, e2fsprogs and fdisk lay out the disk without mounting; qemu + OVMF boot-test it;
-# shellcheck checks its scripts.
+# dosfstools, e2fsprogs and fdisk lay out the disk without mounting; qemu + OVMF boot-test it.
 APT_PACKAGES += mkosi debootstrap systemd-container mtools dosfstools e2fsprogs fdisk \
-	qemu-system-x86 ovmf shellcheck
+	qemu-system-x86 ovmf
 
 .PHONY: demo test lint typecheck unit bench clean setup image boot-test
 

@@ -4,7 +4,7 @@
 
 NAME picks benchmarks by module name (``parsers``, ``oximeter_latency``,
 ``nibp_cycle``, ``card``, ``hub_capacity``, ``consultation``, ``patient_app``,
-``units``); none means all.
+``units``, ``provision``); none means all.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ BENCHMARKS = (
     "consultation",
     "patient_app",
     "units",
+    "provision",
 )
 
 

@@ -208,6 +208,14 @@ class Change(Protocol):
     def apply(self, target: Target) -> None: ...
 
 
+def _owner_ids(target: Target, owner: str, group: str) -> tuple[int, int] | None:
+    """The ids of ``owner`` and ``group``; None while they do not exist (a later change creates them)."""
+    try:
+        return target.uid(owner), target.gid(group)
+    except TargetError:
+        return None
+
+
 def _mode(mode: int) -> str:
     return f"{mode:04o}"
 
@@ -233,7 +241,7 @@ class WriteFile:
             return False
         if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != self.mode:
             return False
-        if (info.st_uid, info.st_gid) != (target.uid(self.owner), target.gid(self.group)):
+        if (info.st_uid, info.st_gid) != _owner_ids(target, self.owner, self.group):
             return False
         return info.st_size == len(self.content) and host.read_bytes() == self.content
 
@@ -277,7 +285,7 @@ class EnsureDirectory:
         return (
             stat.S_ISDIR(info.st_mode)
             and stat.S_IMODE(info.st_mode) == self.mode
-            and (info.st_uid, info.st_gid) == (target.uid(self.owner), target.gid(self.group))
+            and (info.st_uid, info.st_gid) == _owner_ids(target, self.owner, self.group)
         )
 
     def apply(self, target: Target) -> None:
@@ -470,6 +478,23 @@ class EnsureUser:
             target.run_host(["usermod", *root, "--password", _NO_PASSWORD, self.name])
 
 
+@dataclass(frozen=True)
+class EnsureGroup:
+    """A system group (members are the users' business)."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"group {self.name}"
+
+    def is_applied(self, target: Target) -> bool:
+        return self.name in _group_members(target)
+
+    def apply(self, target: Target) -> None:
+        root = [f"--root={target.root}"] if target.is_chroot else []
+        target.run_host(["groupadd", *root, "--system", self.name])
+
+
 def installed_packages(target: Target, names: Iterable[str]) -> set[str]:
     """Those of ``names`` dpkg has installed in the target (read from its database, no chroot)."""
     wanted = list(names)
@@ -528,10 +553,18 @@ class RemovePackages:
 
 
 class Step(Protocol):
-    """One concern of the booth (packages, sysctl, firewall...): the changes it needs."""
+    """One concern of the booth (packages, sysctl, firewall...): the changes it needs.
 
-    name: str
-    description: str
+    A frozen dataclass with ``name`` and ``description`` fields fits; ``changes``
+    checks the step's table of the configuration (``ConfigError``) and only
+    reads the target.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
     def changes(self, config: BoothConfig, target: Target) -> list[Change]: ...
 

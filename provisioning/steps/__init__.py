@@ -7,8 +7,8 @@ A module named in ``ORDER`` is picked up as soon as it exists, so a helper adds
 a step by adding its module; a module missing from ``ORDER`` is an error
 (``tests/provisioning/test_engine.py`` checks both ways).
 
-Owners (issue 6 contract): packages, session, sysctl, mounts, journald,
-auditd, upgrades, fde (provision); ssh, firewall, usbguard, udev, apparmor
+Owners (issue 6 contract): packages, project, session, sysctl, mounts, hardening,
+journald, auditd, upgrades, fde (provision); ssh, firewall, usbguard, udev, apparmor
 (policies); units (systemd); enrol (enrol).
 """
 
@@ -22,9 +22,11 @@ from provisioning.core import Step
 
 ORDER: Final = (
     "packages",
+    "project",
     "session",
     "sysctl",
     "mounts",
+    "hardening",
     "journald",
     "auditd",
     "upgrades",

@@ -104,8 +104,10 @@ def test_directory_mode_and_owner(target: Target, root: Path) -> None:
     info = (root / "var/lib/kiosk").stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o700)
     assert directory.is_applied(target)
+    ghost = EnsureDirectory("/var/lib/kiosk", mode=0o700, owner="ghost")
+    assert not ghost.is_applied(target), "an owner that does not exist yet is a pending change, not an error"
     with pytest.raises(TargetError, match="no user"):
-        EnsureDirectory("/x", owner="ghost").apply(target)
+        ghost.apply(target)
 
 
 def test_command_runs_only_when_its_check_fails(tmp_path: Path) -> None:
