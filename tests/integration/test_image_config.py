@@ -86,3 +86,34 @@ def test_accel_choice(tmp_path: Path) -> None:
     pvm.mkdir()  # PVM runs only PVM-built guest kernels
     assert pick_accel("auto", kvm_device=kvm, pvm_module=pvm) == "tcg"
     assert pick_accel("kvm", kvm_device=kvm, pvm_module=pvm) == "kvm"  # asked for: no second guess
+
+
+def _verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    # kiosk-app.service (the systemd helper's) next to it: the report unit requires it.
+    shutil.copy(IMAGE.parent / "systemd" / "kiosk-app.service", tmp_path / "kiosk-app.service")
+    return subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        capture_output=True,
+        text=True,
+        env={"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+    )
+
+
+def test_ready_report_unit_verifies_and_is_sandboxed(tmp_path: Path) -> None:
+    unit = tmp_path / "kiosk-ready-report.service"
+    shutil.copy(IMAGE / "units" / unit.name, unit)
+    result = _verify(unit, tmp_path)
+    assert result.returncode == 0, result.stderr
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)], capture_output=True, text=True
+    )
+    assert security.returncode == 0, security.stdout[-2000:]
+    exposure = float(security.stdout.rsplit("Overall exposure level for", 1)[1].split(":")[1].split()[0])
+    assert exposure <= 2.0
+
+
+def test_verify_does_catch_a_broken_unit(tmp_path: Path) -> None:
+    unit = tmp_path / "kiosk-ready-report.service"
+    text = (IMAGE / "units" / unit.name).read_text().replace("ExecStart=/bin/sh", "ExecStart=bin/sh")
+    unit.write_text(text)
+    assert _verify(unit, tmp_path).returncode != 0
