@@ -7,6 +7,9 @@ prints on the console with ``quiet`` on the kernel command line: only failures
 in colour, with carriage returns. The booth image's ``kiosk-ready-report.service`` prints
 ``KIOSK-READY`` once ``kiosk-app.service`` has reported ready (sd_notify READY=1), or
 ``KIOSK-NOT-READY STATE`` when the app's unit was skipped (a Condition failed: not enrolled).
+journald forwards that to the console as ``[  363.45] kiosk-ready-report[356]: KIOSK-READY``,
+possibly after a login prompt the serial getty left on the same line; a marker without the
+unit's identifier counts only as a line of its own (a shell echoing it is not the unit).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ NOT_READY_MARKER = "KIOSK-NOT-READY"
 MAX_LINE = 4096
 WATCHED_UNITS = frozenset({"kiosk-app.service", "kiosk-ready-report.service"})
 
+_MARKER = re.compile(
+    r"(?:^|kiosk-ready-report\[\d+\]: )(?P<marker>KIOSK-READY|KIOSK-NOT-READY)(?: (?P<state>\S{1,64}))?$"
+)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _FAILED = re.compile(r"(?:Failed to start|Dependency failed for) (\S+\.(?:service|target|socket|mount))")
 _PANIC = re.compile(r"Kernel panic - not syncing")
@@ -81,10 +87,11 @@ class ConsoleWatcher:
 
     def _line(self, raw: str) -> None:
         line = _ANSI.sub("", raw).replace("\r", "").strip()
-        if line == READY_MARKER:
+        marker = _MARKER.search(line)
+        if marker is not None and marker["marker"] == READY_MARKER and marker["state"] is None:
             self._events.append(Ready())
-        elif line.startswith(NOT_READY_MARKER + " "):
-            self._events.append(NotReady(line.removeprefix(NOT_READY_MARKER).strip()[:64]))
+        elif marker is not None and marker["marker"] == NOT_READY_MARKER and marker["state"] is not None:
+            self._events.append(NotReady(marker["state"]))
         elif _PANIC.search(line):
             self._events.append(KernelPanic())
         elif (match := _FAILED.search(line)) and match.group(1) in self._watched:

@@ -36,6 +36,18 @@ def test_ready_marker() -> None:
     assert feed(b"Booting `Teleconsultation booth'\r\n\x1b[2J" + b"\r\n" + READY) == [Ready()]
 
 
+def test_marker_as_journald_forwards_it_after_a_login_prompt() -> None:
+    # what the serial console really showed (the getty's prompt had no newline)
+    line = b"\r\nkiosk login: [  363.450177] kiosk-ready-report[356]: KIOSK-READY\r\n"
+    assert feed(line) == [Ready()]
+    line = b"kiosk login: [  363.450177] kiosk-ready-report[356]: KIOSK-NOT-READY inactive\r\n"
+    assert feed(line) == [NotReady("inactive")]
+
+
+def test_marker_from_another_identifier_is_not_ready() -> None:
+    assert feed(b"[  12.0] sh[356]: KIOSK-READY\r\n") == []
+
+
 def test_marker_split_across_reads() -> None:
     assert feed(b"noise\r\n" + READY, chunk=3) == [Ready()]
 
