@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from image.console import ConsoleEvent, ConsoleWatcher, KernelPanic, NotReady, Ready, UnitFailed
+from image.console import CompositorFailed, ConsoleEvent, ConsoleWatcher, KernelPanic, NotReady, Ready, UnitFailed
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -68,7 +68,8 @@ class BootResult:
 
     ready: bool
     outcome: str
-    """``ready``, ``not-ready``, ``unit-failed``, ``kernel-panic``, ``timeout`` or ``qemu-exited``."""
+    """``ready``, ``not-ready``, ``unit-failed``, ``compositor-failed``, ``kernel-panic``, ``timeout`` or
+    ``qemu-exited``."""
     boot_to_ready_s: float | None
     elapsed_s: float
     accel: str
@@ -77,6 +78,8 @@ class BootResult:
     """The end of qemu's standard error when qemu itself stopped."""
     app_state: str | None
     """``systemctl is-active kiosk-app.service`` when the app was not ready."""
+    compositor_error: str | None
+    """cage's fatal error, when that is what stopped the test."""
     image: str
     image_bytes: int
     image_allocated_bytes: int
@@ -166,13 +169,15 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
                 process.kill()
                 await process.wait()
     qemu_error = (await errors).decode("utf-8", "replace").strip()[-500:] or None
-    failed = app_state = None
+    failed = app_state = compositor_error = None
     if isinstance(event, Ready):
         outcome = "ready"
     elif isinstance(event, NotReady):
         outcome, app_state = "not-ready", event.state
     elif isinstance(event, UnitFailed):
         outcome, failed = "unit-failed", event.unit
+    elif isinstance(event, CompositorFailed):
+        outcome, compositor_error = "compositor-failed", event.message
     elif isinstance(event, KernelPanic):
         outcome = "kernel-panic"
     else:
@@ -186,6 +191,7 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
         failed_unit=failed,
         qemu_error=qemu_error if outcome == "qemu-exited" else None,
         app_state=app_state,
+        compositor_error=compositor_error,
         image=str(machine.image),
         image_bytes=stat.st_size,
         image_allocated_bytes=stat.st_blocks * 512,

@@ -27,6 +27,9 @@ WATCHED_UNITS = frozenset({"kiosk-app.service", "kiosk-ready-report.service"})
 _MARKER = re.compile(
     r"(?:^|kiosk-ready-report\[\d+\]: )(?P<marker>KIOSK-READY|KIOSK-NOT-READY)(?: (?P<state>\S{1,64}))?$"
 )
+# cage's own errors (cage.c, not the wlroots or EGL lines it forwards) are fatal: cage exits, or,
+# as seen with a Wayland socket it could not create, hangs until the start timeout.
+_CAGE_FATAL = re.compile(r"cage\[\d+\]: [\d:.]+ \[ERROR\] \[\.\./cage\.c:\d+\] (?P<message>.{1,200})$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _FAILED = re.compile(r"(?:Failed to start|Dependency failed for) (\S+\.(?:service|target|socket|mount))")
 _PANIC = re.compile(r"Kernel panic - not syncing")
@@ -54,11 +57,19 @@ class UnitFailed:
 
 
 @dataclass(frozen=True)
+class CompositorFailed:
+    """cage, which kiosk-app.service runs the app in, reported a fatal error (journal on the console)."""
+
+    message: str
+    """cage's message, e.g. ``Unable to open Wayland socket: Invalid argument``."""
+
+
+@dataclass(frozen=True)
 class KernelPanic:
     """The kernel gave up (no root file system, no init...)."""
 
 
-ConsoleEvent = Ready | NotReady | UnitFailed | KernelPanic
+ConsoleEvent = Ready | NotReady | UnitFailed | CompositorFailed | KernelPanic
 
 
 class ConsoleWatcher:
@@ -92,6 +103,8 @@ class ConsoleWatcher:
             self._events.append(Ready())
         elif marker is not None and marker["marker"] == NOT_READY_MARKER and marker["state"] is not None:
             self._events.append(NotReady(marker["state"]))
+        elif cage := _CAGE_FATAL.search(line):
+            self._events.append(CompositorFailed(cage["message"]))
         elif _PANIC.search(line):
             self._events.append(KernelPanic())
         elif (match := _FAILED.search(line)) and match.group(1) in self._watched:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from image.console import MAX_LINE, READY_MARKER, ConsoleWatcher, KernelPanic, NotReady, Ready, UnitFailed
+from image.console import (
+    MAX_LINE,
+    READY_MARKER,
+    CompositorFailed,
+    ConsoleWatcher,
+    KernelPanic,
+    NotReady,
+    Ready,
+    UnitFailed,
+)
 
 # What systemd 252 prints with `quiet` (colours and carriage returns included).
 FAILED_APP = b"[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mkiosk-app.service\x1b[0m - Booth app.\r\n"
@@ -87,6 +96,18 @@ def test_other_units_failing_is_not_the_booth_failing() -> None:
     assert feed(line + READY) == [Ready()]
 
 
+def test_cage_fatal_error_as_the_first_image_boot_showed_it() -> None:
+    noise = (
+        b"[   36.8] cage[386]: 00:00:01.672 [ERROR] [EGL] command: eglInitialize, error: EGL_NOT_INITIALIZED\r\n"
+        b"[   36.9] cage[386]: libEGL warning: NEEDS EXTENSION: falling back to kms_swrast\r\n"
+    )
+    fatal = (
+        b"[   37.7] cage[386]: 00:00:02.545 [ERROR] [../cage.c:481] Unable to open Wayland socket: Invalid argument\r\n"
+    )
+    assert feed(noise) == []  # wlroots' EGL fallback is not fatal
+    assert feed(noise + fatal) == [CompositorFailed("Unable to open Wayland socket: Invalid argument")]
+
+
 def test_kernel_panic() -> None:
     line = b"[    2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n"
     assert feed(line) == [KernelPanic()]
@@ -115,7 +136,7 @@ def test_any_bytes_never_raise(chunks: list[bytes]) -> None:
         watcher.receive_data(chunk)
     watcher.end_of_data()
     for event in events(watcher):
-        assert isinstance(event, Ready | NotReady | UnitFailed | KernelPanic)
+        assert isinstance(event, Ready | NotReady | UnitFailed | CompositorFailed | KernelPanic)
 
 
 @given(
