@@ -30,8 +30,12 @@ APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig libsystemd-dev pkg-co
 # Provisioning policies (tests run the real tools on the rendered files): sshd -t and a live
 # sshd, nft -c and network namespaces (iproute2), usbguard-rule-parser, udevadm test, apparmor_parser.
 APT_PACKAGES += openssh-server openssh-client nftables iproute2 usbguard udev apparmor
+# The appliance image (image/): mkosi + debootstrap + systemd-nspawn build the tree; mtools,
+# dosfstools, e2fsprogs and fdisk lay out the disk without mounting; qemu + OVMF boot-test it.
+APT_PACKAGES += mkosi debootstrap systemd-container mtools dosfstools e2fsprogs fdisk \
+	qemu-system-x86 ovmf
 
-.PHONY: demo test lint typecheck unit bench clean setup
+.PHONY: demo test lint typecheck unit bench clean setup image boot-test
 
 setup: $(STAMP_VENV)
 
@@ -67,6 +71,14 @@ demo: $(STAMP_VENV)
 
 bench: $(STAMP_VENV)
 	$(BIN)/python -m bench.run
+
+# The booth's disk image (outputs and caches outside the tree) and its boot test under qemu/KVM.
+IMAGE_DIR ?= /var/tmp/kiosk-image
+image: $(STAMP_VENV)
+	KIOSK_IMAGE_DIR=$(IMAGE_DIR) KIOSK_VENV=$(CURDIR)/$(VENV) image/build
+
+boot-test: $(STAMP_VENV)
+	KIOSK_IMAGE_DIR=$(IMAGE_DIR) KIOSK_VENV=$(CURDIR)/$(VENV) image/boot-test
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis
