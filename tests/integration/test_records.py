@@ -316,7 +316,7 @@ async def test_stolen_booth_holds_no_plaintext_patient_data(hub: DevHub, tmp_pat
     finally:
         records.close()
     spooled = Spool(state / "records").pending()
-    assert len(spooled) == 9  # consent, identification, 2 chat, 2 readings, still, file, summary
+    assert len(spooled) == 11  # consent, identification, 2 chat, 2 readings, still, file, FHIR bundle, report, summary
     assert plaintext_under(state) == []
     # The needles are real: the same search finds them once the operator opened the records.
     assert await uploader(hub, state).once() == 0
@@ -348,7 +348,7 @@ async def test_hub_down_for_a_whole_session_then_everything_arrives_once(tmp_pat
         finally:
             records.close()
         written = {record.record_id for record in Spool(state / "records").pending()}
-        assert len(written) == 9
+        assert len(written) == 11
         await asyncio.sleep(1.5)  # the uploader keeps failing and backing off
         assert upload.poll() is None
         assert {record.record_id for record in Spool(state / "records").pending()} == written
@@ -366,10 +366,22 @@ async def test_hub_down_for_a_whole_session_then_everything_arrives_once(tmp_pat
     uploaded = [event["record"] for event in events if event["event"] == "uploaded"]
     assert sorted(uploaded) == sorted(written)  # each exactly once
     result = export(hub.state, tmp_path / "export")
-    assert result.exported == 9 and not result.failed
+    assert result.exported == 11 and not result.failed
     index = json.loads((tmp_path / "export" / "index.json").read_text())["records"]
     assert sorted(entry["kind"] for entry in index) == sorted(
-        ["consent", "identification", "chat", "chat", "reading", "reading", "still", "file", "summary"]
+        [
+            "consent",
+            "identification",
+            "chat",
+            "chat",
+            "reading",
+            "reading",
+            "still",
+            "file",
+            "fhir",
+            "report",
+            "summary",
+        ]
     )
     assert len({entry["meta"]["session"] for entry in index}) == 1
 
