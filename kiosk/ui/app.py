@@ -229,19 +229,6 @@ class BoothApp(App):
             await asyncio.sleep(0.01)
         await self.settle()
 
-    async def wait_displayed(self, name: str, frames: int = 3) -> None:
-        """Wait until ``name`` shows and ``frames`` frames were drawn since, refreshes pending or not.
-
-        Unlike :meth:`wait_screen`, no moment without a pending refresh is needed: peripherals
-        streaming readings re-arm the refresh faster than a software-rendered frame (llvmpipe under
-        an emulated CPU) is drawn, so such a moment may never come, while the screen is up.
-        """
-        while name not in self.showing():  # noqa: ASYNC110 (Kivy state, polled: no event to wait on)
-            await asyncio.sleep(0.05)
-        start = Clock.frames_displayed
-        while Clock.frames_displayed < start + frames:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
     def screenshot(self, path: str | os.PathLike[str]) -> Path:
         """Save the whole window as a PNG at ``path``."""
         from kivy.core.window import Window

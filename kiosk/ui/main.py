@@ -279,12 +279,14 @@ async def _run_until_closed(stack: BoothStack, notifier: Notifier, *, fullscreen
 
 
 async def _notify_ready(app: BoothApp, notifier: Notifier) -> None:
-    """READY=1 once the welcome screen is drawn: until then kiosk-app.service is still starting.
-
-    systemd's TimeoutStartSec decides how long is too long.
-    """
-    await app.wait_displayed(Step.WELCOME.value)
-    notifier.ready("welcome screen up")
+    """READY=1 once the welcome screen is drawn: until then kiosk-app.service is still starting."""
+    while True:
+        try:
+            await app.wait_screen(Step.WELCOME.value, timeout=60)
+        except TimeoutError:
+            continue  # systemd's TimeoutStartSec decides how long is too long
+        notifier.ready("welcome screen up")
+        return
 
 
 def main(argv: list[str] | None = None) -> int:
