@@ -133,6 +133,9 @@ profile {layout.name} {layout.program}{flags} {{
   /dev/dri/* rw,
   owner /run/user/[0-9]*/ r,
   owner /run/user/[0-9]*/wayland-[0-9]* rw,
+  # cage's socket in kiosk-app.service's RuntimeDirectory (XDG_RUNTIME_DIR=/run/kiosk-app).
+  owner /run/kiosk-app/ r,
+  owner /run/kiosk-app/wayland-[0-9]* rw,
   /tmp/.X11-unix/X[0-9]* rw,
 
   # systemd: readiness and watchdog pings (sd_notify), and the journal.

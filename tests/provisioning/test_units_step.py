@@ -73,6 +73,7 @@ def test_installed_units_verify_in_the_provisioned_root(booth_root: Path) -> Non
     shutil.copytree(unit_tools.HOST_UNITS, booth_root / "usr/lib/systemd/system", symlinks=True)
     (booth_root / "usr/bin").mkdir()
     shutil.copy2("/usr/bin/cage", booth_root / "usr/bin/cage")
+    shutil.copy2("/usr/bin/env", booth_root / "usr/bin/env")  # coreutils: kiosk-app's ExecStart sets cage's runtime dir
     for program in ("kiosk-app", "kiosk-uploader", "kiosk-enrol"):
         stub = booth_root / "opt/kiosk/venv/bin" / program
         stub.parent.mkdir(parents=True, exist_ok=True)
