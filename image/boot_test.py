@@ -16,7 +16,11 @@ times slower) otherwise. ``--accel auto`` picks TCG where /dev/kvm is PVM (``kvm
 pagetable-based nested KVM of some cloud sandboxes), which only runs PVM-built guest kernels: a
 stock Debian kernel and OVMF stop there with "emulation failure".
 
-``python -m image.boot_test --image FILE [--timeout S] [--log FILE] [--accel auto|kvm|tcg]``
+The screen: with ``--screenshot FILE`` the test asks qemu (QMP ``screendump``) for a PNG of what
+the booth's display shows when the test ends, ready or not: the welcome screen, or what stands in
+its way.
+
+``python -m image.boot_test --image FILE [--timeout S] [--log FILE] [--screenshot PNG] [--accel auto|kvm|tcg]``
 prints one JSON object (``ready``, ``boot_to_ready_s``, ``accel``, ``image_bytes``, ...) and
 exits 0 only when the booth got ready.
 """
@@ -60,6 +64,8 @@ class Machine:
     cpus: int = 2
     accel: str = "kvm"
     ovmf_code: Path = OVMF_CODE
+    qmp_socket: Path | None = None
+    """qemu's QMP socket (a Unix socket qemu listens on), for the screenshot."""
 
 
 @dataclass
@@ -84,6 +90,8 @@ class BootResult:
     image_bytes: int
     image_allocated_bytes: int
     timeout_s: float
+    screenshot: str | None = None
+    """The PNG of the booth's display as the test ended, when one was asked for and qemu gave it."""
 
 
 def qemu_argv(machine: Machine) -> list[str]:
@@ -114,7 +122,58 @@ def qemu_argv(machine: Machine) -> list[str]:
         "-serial",
         "stdio",
     ]
+    if machine.qmp_socket is not None:
+        argv += ["-qmp", f"unix:{machine.qmp_socket},server=on,wait=off"]
     return argv
+
+
+class QmpError(RuntimeError):
+    """qemu's QMP refused a command or closed the connection."""
+
+
+async def qmp_command(socket: Path, command: str, arguments: dict[str, object], *, timeout: float = 30.0) -> object:
+    """Run one QMP command on a fresh connection and return its ``return`` value."""
+
+    async def exchange() -> object:
+        reader, writer = await asyncio.open_unix_connection(str(socket))
+        try:
+
+            async def reply() -> dict[str, object]:
+                while True:  # skip asynchronous events (``{"event": ...}``) until the command's answer
+                    line = await reader.readline()
+                    if not line:
+                        raise QmpError("qemu closed the QMP connection")
+                    message = json.loads(line)
+                    if "return" in message or "error" in message:
+                        return dict(message)
+
+            greeting = json.loads(await reader.readline() or b"null")
+            if not isinstance(greeting, dict) or "QMP" not in greeting:
+                raise QmpError(f"not a QMP greeting: {greeting!r}")
+            for name, args in (("qmp_capabilities", {}), (command, arguments)):
+                writer.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+                await writer.drain()
+                answer = await reply()
+                if "error" in answer:
+                    raise QmpError(f"{name}: {answer['error']}")
+            return answer["return"]
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+async def screenshot(socket: Path, target: Path) -> bool:
+    """Save the display as a PNG at ``target`` through QMP; False (said on stderr) when qemu could not."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await qmp_command(socket, "screendump", {"filename": str(target.resolve()), "format": "png"})
+    except (OSError, TimeoutError, QmpError, ValueError) as error:
+        print(f"boot test: no screenshot ({error})", file=sys.stderr)
+        return False
+    return target.is_file()
 
 
 async def _read_until_event(
@@ -144,8 +203,12 @@ async def _read_until_event(
                 return "qemu-exited"
 
 
-async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> BootResult:
-    """Start the machine, watch its console until ready, failure or ``timeout``; the machine is stopped after."""
+async def boot(
+    machine: Machine, *, timeout: float, log: Path | None = None, screenshot_to: Path | None = None
+) -> BootResult:
+    """Start the machine, watch its console until ready, failure or ``timeout``; the machine is stopped after.
+
+    With ``screenshot_to`` (and ``machine.qmp_socket``), the display is saved there first."""
     stat = machine.image.stat()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -160,6 +223,10 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
     try:
         event = await _read_until_event(process.stdout, ConsoleWatcher(), started + timeout, log)
         ready_at = loop.time()
+        if screenshot_to is not None and machine.qmp_socket is not None and process.returncode is None:
+            shot = screenshot_to if await screenshot(machine.qmp_socket, screenshot_to) else None
+        else:
+            shot = None
     finally:
         if process.returncode is None:
             process.terminate()
@@ -196,6 +263,7 @@ async def boot(machine: Machine, *, timeout: float, log: Path | None = None) -> 
         image_bytes=stat.st_size,
         image_allocated_bytes=stat.st_blocks * 512,
         timeout_s=timeout,
+        screenshot=str(shot) if shot is not None else None,
     )
 
 
@@ -204,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, required=True, help="the raw disk image (make image)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up (default 300)")
     parser.add_argument("--log", type=Path, help="write the serial console there")
+    parser.add_argument("--screenshot", type=Path, help="save the booth's display there (PNG) as the test ends")
     parser.add_argument("--memory-mib", type=int, default=2048)
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="default: kvm when usable")
     args = parser.parse_args(argv)
@@ -213,8 +282,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         vars_file = Path(scratch) / "OVMF_VARS.fd"
         shutil.copyfile(OVMF_VARS, vars_file)
         accel = pick_accel(args.accel)
-        machine = Machine(image=args.image, vars_file=vars_file, memory_mib=args.memory_mib, accel=accel)
-        result = asyncio.run(boot(machine, timeout=args.timeout, log=args.log))
+        machine = Machine(
+            image=args.image,
+            vars_file=vars_file,
+            memory_mib=args.memory_mib,
+            accel=accel,
+            qmp_socket=Path(scratch) / "qmp.sock" if args.screenshot else None,
+        )
+        result = asyncio.run(boot(machine, timeout=args.timeout, log=args.log, screenshot_to=args.screenshot))
     print(json.dumps(asdict(result)))
     return 0 if result.ready else 1
 

@@ -219,6 +219,13 @@ class BoothApp(App):
         while Clock.frames_displayed < start + frames or self._refresh_trigger.is_triggered:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
+    def drawing_state(self) -> str:
+        """What is shown and drawn, for a log line when a screen is late (names and counts only)."""
+        return (
+            f"showing {self.showing()}, frames drawn {Clock.frames_displayed}, "
+            f"refresh pending {self._refresh_trigger.is_triggered}, refreshes {self.refreshes}"
+        )
+
     async def wait_screen(self, name: str, timeout: float = 5.0) -> None:
         """Wait until ``name`` (a screen, ``failure.<kind>``, ``idle`` or ``quit``) shows, then until it is drawn."""
         loop = asyncio.get_running_loop()

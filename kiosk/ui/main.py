@@ -35,6 +35,7 @@ from kiosk.audit import AuditLog
 from kiosk.audit.booth import BoothAudit
 from kiosk.documents.intake import BoothPrescriptions, PrescriptionIntake, cups_printer
 from kiosk.documents.printing import PrinterConfig
+from kiosk.memory import bound_allocator
 from kiosk.records.service import SealedRecords, open_records
 from kiosk.sdnotify import Notifier
 from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
@@ -278,19 +279,27 @@ async def _run_until_closed(stack: BoothStack, notifier: Notifier, *, fullscreen
         notifier.stopping()
 
 
-async def _notify_ready(app: BoothApp, notifier: Notifier) -> None:
-    """READY=1 once the welcome screen is drawn: until then kiosk-app.service is still starting."""
+async def _notify_ready(app: BoothApp, notifier: Notifier, *, every: float = 60.0) -> None:
+    """READY=1 once the welcome screen is drawn: until then kiosk-app.service is still starting.
+
+    systemd's TimeoutStartSec decides how long is too long; meanwhile, every ``every`` seconds, the
+    journal says what stands in the way (screen names and frame counts: nothing of a patient).
+    """
+    waited = 0.0
     while True:
         try:
-            await app.wait_screen(Step.WELCOME.value, timeout=60)
+            await app.wait_screen(Step.WELCOME.value, timeout=every)
         except TimeoutError:
-            continue  # systemd's TimeoutStartSec decides how long is too long
+            waited += every
+            logger.warning("welcome screen not drawn after %.0f s: %s", waited, app.drawing_state())
+            continue
         notifier.ready("welcome screen up")
         return
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kiosk-app``."""
+    bound_allocator()  # before any thread allocates (kiosk.memory)
     return run_cli(run, _parser().parse_args(argv))
 
 

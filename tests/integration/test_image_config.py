@@ -4,13 +4,14 @@ command line is what the booth needs."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from image.boot_test import Machine, pick_accel, qemu_argv
+from image.boot_test import Machine, QmpError, pick_accel, qemu_argv, qmp_command, screenshot
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
 SCRIPTS = ["build", "customize", "boot-test", "test-overlay"]
@@ -75,6 +76,41 @@ def test_tcg_machine(tmp_path: Path) -> None:
     line = " ".join(qemu_argv(Machine(image=tmp_path / "x.raw", vars_file=tmp_path / "v.fd", accel="tcg")))
     assert "-accel tcg -cpu max" in line
     assert "kvm" not in line
+
+
+def test_qmp_socket_only_when_asked(tmp_path: Path) -> None:
+    plain = qemu_argv(Machine(image=tmp_path / "x.raw", vars_file=tmp_path / "v.fd"))
+    assert "-qmp" not in plain
+    argv = qemu_argv(Machine(image=tmp_path / "x.raw", vars_file=tmp_path / "v.fd", qmp_socket=tmp_path / "q.sock"))
+    assert argv[argv.index("-qmp") + 1] == f"unix:{tmp_path / 'q.sock'},server=on,wait=off"
+
+
+def test_screenshot_through_qmp(tmp_path: Path) -> None:
+    """A real qemu (no disk, SeaBIOS on a standard VGA) answers screendump with a PNG; a refused
+    command is a QmpError, and a dead socket gives no screenshot rather than an exception."""
+    sock = tmp_path / "qmp.sock"
+    qemu = subprocess.Popen(
+        ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg",
+         "-device", "VGA", "-display", "none", "-monitor", "none", "-serial", "none",
+         "-qmp", f"unix:{sock},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            assert qemu.poll() is None, qemu.stderr.read() if qemu.stderr else ""
+            subprocess.run(["sleep", "0.05"], check=True)
+        target = tmp_path / "shots" / "screen.png"
+        assert asyncio.run(screenshot(sock, target)) is True
+        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with pytest.raises(QmpError, match="no-such-command"):
+            asyncio.run(qmp_command(sock, "no-such-command", {}))
+    finally:
+        qemu.terminate()
+        qemu.communicate(timeout=10)  # also closes its stderr pipe
+    assert asyncio.run(screenshot(sock, tmp_path / "after.png")) is False
+    assert not (tmp_path / "after.png").exists()
 
 
 def test_accel_choice(tmp_path: Path) -> None:
