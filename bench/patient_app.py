@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summary_ms
+from kiosk.memory import bound_allocator
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -279,11 +280,12 @@ def run(sessions: int = 20) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-patient-") as work, virtual_display(SCREEN):
         starts = [_child(["cold-start", repr(time.time())], 120)["cold_start_s"] for _ in range(COLD_STARTS)]
         results["cold_start_to_welcome"] = summary_ms(starts)
-        results.update(_child(["sessions", str(sessions), work], 60 + 60 * sessions))
+        results.update(_child(["sessions", str(sessions), work], 60 + 150 * sessions))
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
+    bound_allocator()  # as kiosk-app does: the figures are the booth's
     parser = argparse.ArgumentParser(prog="python -m bench.patient_app")
     sub = parser.add_subparsers(dest="mode")
     cold = sub.add_parser("cold-start")
