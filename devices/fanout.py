@@ -64,6 +64,11 @@ class EventFanout:
         """Every state change from the moment of this call, in order."""
         return EventSubscription(self._subscribers, maxsize)
 
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions: each one is a queue every event goes into until it is closed."""
+        return len(self._subscribers)
+
 
 class EventSubscription(AsyncIterator[DeviceEvent]):
     """An ``events()`` subscriber, registered when created, not when first awaited.
@@ -137,6 +142,11 @@ class ThreadedDriver(abc.ABC, Generic[H]):
     def events(self, maxsize: int = 4096) -> EventSubscription:
         """Every state change from the moment of this call, in order (as ``SerialDriver.events``)."""
         return self._fanout.events(maxsize)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open :meth:`events` subscriptions."""
+        return self._fanout.subscriber_count
 
     async def start(self) -> None:
         """Start keeping the device open, in a background thread."""

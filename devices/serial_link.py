@@ -188,6 +188,11 @@ class SerialDriver(abc.ABC):
         """Every reading and state change from the moment of this call, in order."""
         return self._fanout.events(maxsize)
 
+    @property
+    def subscriber_count(self) -> int:
+        """Open :meth:`events` subscriptions."""
+        return self._fanout.subscriber_count
+
     # -- connection ------------------------------------------------------
     async def start(self) -> None:
         """Start keeping the device connected, in a background task."""

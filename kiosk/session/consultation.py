@@ -483,7 +483,12 @@ class BoothSession:
             self._set_state(SessionState.IN_CALL)
             call.recoveries = 0
             self._emit_srtp(call)
-            self._spawn(self._send_statuses(call))
+            # The call's own work, not the session's: closing the call (or a reconnection) cancels it. As a
+            # session task it outlived the call, waiting for a peripheral's next state change, which may
+            # never come, and kept the ended call alive: its peer connection, its queued frames, and three
+            # peripheral subscriptions filling with readings.
+            self._cancel_work(call, "statuses")
+            self._start_work(call, "statuses", self._send_statuses(call))
         elif change.new is PeerState.DISCONNECTED:
             await self._recover(call)
         elif change.new is PeerState.FAILED:

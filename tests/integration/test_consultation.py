@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import hashlib
 import re
 import shutil
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,10 +275,19 @@ async def test_whole_consultation(hub: tuple[RunningHub, Credentials], equipment
         assert hashlib.sha256(arrived.data).hexdigest() == hashlib.sha256(photo).hexdigest()
 
         # Hang up: the booth ends the call and forgets the peer.
+        ended_call = weakref.ref(call)
+        del call
         await doctor.hang_up()
         ended = await recorder.wait_state(SessionState.ENDED)
         assert ended.reason == "doctor-ended"
         assert session.call is None
+        # ... all of it, while the session goes on to the next patient: no task of the session still holds
+        # the ended call (its peer connection and queued frames), no peripheral subscription is left filling.
+        await asyncio.sleep(0.2)
+        gc.collect()
+        assert ended_call() is None, [type(r).__name__ for r in gc.get_referrers(ended_call())]
+        for driver in (equipment.peripherals.oximeter, equipment.peripherals.nibp, equipment.peripherals.thermometer):
+            assert driver is not None and driver.subscriber_count == 0, driver.kind
     finally:
         await doctor.close()
         await session.close()
