@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summary_ms
-from kiosk.memory import bound_allocator
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -285,7 +284,6 @@ def run(sessions: int = 20) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    bound_allocator()  # as kiosk-app does: the figures are the booth's
     parser = argparse.ArgumentParser(prog="python -m bench.patient_app")
     sub = parser.add_subparsers(dest="mode")
     cold = sub.add_parser("cold-start")

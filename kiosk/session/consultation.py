@@ -304,7 +304,8 @@ class BoothSession:
         # The cuff first: nothing may wait before deflating.
         stop_cuff = asyncio.create_task(self._abort_cuff())
         for name in list(call.tasks):
-            self._cancel_work(call, name)
+            if name != "statuses":  # not a measurement: the doctor keeps seeing which peripheral is there
+                self._cancel_work(call, name)
         with contextlib.suppress(PeripheralError):
             if self.peripherals.stethoscope is not None:
                 self.peripherals.set_stethoscope(False)

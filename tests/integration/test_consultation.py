@@ -324,6 +324,9 @@ async def test_stop_from_the_booth_wins(hub: tuple[RunningHub, Credentials], equ
         assert log.ack is not None and not log.ack.ok and log.ack.reason == "stopped by the patient"
         assert not nibp.measuring
         assert session.state is SessionState.IN_CALL
+        # The STOP ends measurements, not the peripherals' status relay to the doctor.
+        call = session.call
+        assert call is not None and not call.tasks["statuses"].done()
     finally:
         await doctor.close()
         await session.close()
