@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summary_ms
+from kiosk.memory import limit_arenas
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -284,6 +285,7 @@ def run(sessions: int = 20) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_arenas()  # as kiosk-app does: the figures are the booth's
     parser = argparse.ArgumentParser(prog="python -m bench.patient_app")
     sub = parser.add_subparsers(dest="mode")
     cold = sub.add_parser("cold-start")
