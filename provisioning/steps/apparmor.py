@@ -2,7 +2,7 @@
 
 The profile attaches to ``/opt/kiosk/venv/bin/kiosk-app``, the program cage
 starts in ``kiosk-app.service``; cage itself stays outside it (it needs the
-DRM and input devices through logind, which the app must not have). The app
+DRM and input devices through seatd, which the app must not have). The app
 may read the project's venv and ``/etc/kiosk``, write its own state under
 ``/var/lib/kiosk`` and its private temporary directory, use the booth's
 devices (cameras, sound, USB-serial peripherals, the pcscd socket, the GPU

@@ -22,7 +22,7 @@ PACKAGE: Final = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 """Debian policy 5.6.1: a package name."""
 
 BOOTH: Final = (
-    # Boot, time, sessions: logind (through dbus and pam_systemd) gives cage its seat.
+    # Boot, time, logind (through dbus and pam_systemd: the power keys it ignores, the VTs it leaves alone).
     "systemd-sysv",
     "systemd-timesyncd",
     "dbus",
@@ -30,6 +30,8 @@ BOOTH: Final = (
     "ca-certificates",
     # The single-app session: cage (a Wayland kiosk compositor) running the Kivy app.
     "cage",
+    # seatd gives cage the seat (DRM, input) without a login session; see kiosk-app.service.
+    "seatd",
     "xwayland",
     "libgl1",
     "libegl1",

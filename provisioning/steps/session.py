@@ -2,8 +2,9 @@
 
 The ``kiosk`` user has no password (``!*``) and no login shell; the systemd
 step's ``kiosk-app.service`` runs cage (which refuses VT switching unless given
-``-s``) with the Kivy app as that user on tty1, through PAM so logind gives it
-the seat. This step removes everything else a keyboard could reach:
+``-s``) with the Kivy app as that user on tty1; seatd gives it the seat (the
+user is in its group, ``video``). This step removes everything else a keyboard
+could reach:
 
 - no getty on any VT (``getty@tty1..6`` and ``autovt@`` masked, logind's
   ``NAutoVTs=0`` and ``ReserveVT=0``), so there is no console to switch to;

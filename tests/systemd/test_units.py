@@ -137,8 +137,11 @@ def test_app_devices_are_its_own() -> None:
         "char-ttyACM",
     }
     assert settings["TTYPath"] == ["/dev/tty1"]
-    assert settings["PAMName"] == ["login"]
     assert settings["NotifyAccess"] == ["all"]  # kiosk-app, cage's child, sends the notifications
+    # ... which systemd would ignore from a login session's scope, where pam_systemd moves the processes of
+    # a unit with PAMName=: the seat comes from seatd instead.
+    assert "PAMName" not in settings
+    assert "seatd.service" in settings["Wants"][0].split() and "seatd.service" in settings["After"][0].split()
 
 
 def test_renew_timer_is_daily_randomized_and_persistent() -> None:
