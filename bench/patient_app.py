@@ -14,7 +14,9 @@ window runs in its own process (Kivy opens one window per process):
   ``card_to_identity`` (vpcd took the card → beneficiary screen drawn),
   ``touch_to_screen`` (touch → next screen drawn, every touch that changes the
   screen), and the booth process's RSS during each 720p call and after each
-  wipe. Growth is measured from the first session's wipe to the last one's.
+  wipe, at rest (once the booth has trimmed its heap again, ten seconds after
+  the wipe, as it does between patients); also 1 s after each wipe. Growth is
+  measured from the first session's wipe to the last one's, at rest.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summary_ms
-from kiosk.memory import limit_arenas
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -180,6 +181,7 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
     card_seen: list[float] = []
     in_call: list[float] = []
     after_wipe: list[float] = []
+    right_after_wipe: list[float] = []
     diagnosis: Diagnosis | None = None
 
     async def touch(app: BoothApp, widget: str, *next_screens: str) -> None:
@@ -228,6 +230,10 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
                         await card.remove()
                         await asyncio.sleep(1.0)
                         gc.collect()
+                        right_after_wipe.append(rss_mib())
+                        # The booth at rest between patients: after its second trim (Controller._trim_at_rest).
+                        trims = len(after_wipe) + 1
+                        await wait_for(lambda: controller.rest_trims >= trims, 60, "the booth at rest")  # noqa: B023
                         after_wipe.append(rss_mib())
                         if diagnose:
                             if diagnosis is None:
@@ -254,6 +260,7 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
         "rss_growth_percent_over_sessions": round(growth, 2),
         "rss_growth_percent_from_second_session": round(growth_warmed, 2),
         "rss_after_each_session_mib": [round(value, 1) for value in after_wipe],
+        "rss_1s_after_each_wipe_mib": [round(value, 1) for value in right_after_wipe],
     }
 
 
@@ -285,7 +292,6 @@ def run(sessions: int = 20) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    limit_arenas()  # as kiosk-app does: the figures are the booth's
     parser = argparse.ArgumentParser(prog="python -m bench.patient_app")
     sub = parser.add_subparsers(dest="mode")
     cold = sub.add_parser("cold-start")

@@ -5,13 +5,15 @@ several threads (capture, decoding, encoding). glibc's allocator keeps the
 freed pages in per-thread arenas for reuse, but the next call's threads do not
 always land on the same arenas, so the booth's resident size creeps up session
 after session although nothing leaks. ``malloc_trim`` returns the free pages of
-every arena to the kernel; the booth calls it once per wipe, when no call runs.
+every arena to the kernel; the booth calls it at each wipe, when no call runs,
+and once more when it has rested after the wipe (the controller's
+``_trim_at_rest``: the cameras keep capturing between patients).
 
-The booth also caps the arenas (:func:`limit_arenas`): glibc makes up to eight
-per core, one for each thread that finds the others busy, and each keeps its own
-free pages between calls. The booth's threads (cameras, stethoscope, codecs)
-share two. The cap counts only before a second thread allocates, so the entry
-points set it first thing.
+Capping glibc's arenas (``M_ARENA_MAX``) or fixing its mmap threshold would
+also curb the drift, and were measured: with either, the 720p calls of the
+patient-app bench dropped and reconnected several times as often (the
+threshold alone cost a quarter of a core in page faults), so the booth keeps
+glibc's defaults.
 """
 
 from __future__ import annotations
@@ -35,30 +37,6 @@ def _malloc_trim() -> Callable[[int], int] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim
-
-
-ARENA_MAX = 2
-_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
-
-
-@functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
-
-
-def limit_arenas(arena_max: int = ARENA_MAX) -> bool:
-    """Cap glibc's malloc arenas at ``arena_max``; False when the C library cannot (see the module docstring)."""
-    mallopt = _mallopt()
-    return mallopt is not None and mallopt(_M_ARENA_MAX, arena_max) == 1
 
 
 def return_free_memory() -> bool:

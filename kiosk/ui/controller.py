@@ -68,6 +68,8 @@ OXIMETER_RECORD_SECONDS = 10.0
 """The streamed oximeter readings are sealed as one record per this many seconds."""
 RECORDS_FLUSH_SECONDS = 30.0
 """How long the wipe waits for the session's records to be sealed and on disk."""
+REST_TRIM_SECONDS = 10.0
+"""After a wipe, once the booth has been back at rest this long, its free heap pages go back to the system again."""
 
 
 class CardStatus(enum.Enum):
@@ -178,6 +180,9 @@ class Controller:
         self._records = SessionRecords()
         self.wipes = 0
         """Completed wipes (tests and benches count sessions with it)."""
+        self.rest_trim_seconds = REST_TRIM_SECONDS
+        self.rest_trims = 0
+        """Heap trims made at rest after a wipe (see :meth:`_trim_at_rest`)."""
         services.session.add_listener(self._on_session_event)
         services.session.confirm = self._confirm
 
@@ -376,6 +381,20 @@ class Controller:
         return_free_memory()
         self.wipes += 1
         self.send(f.WipeDone())
+        self._spawn(self._trim_at_rest(self.wipes))
+
+    async def _trim_at_rest(self, wipe: int) -> None:
+        """Trim the heap again once the booth has rested after wipe number ``wipe``.
+
+        The cameras and the stethoscope keep capturing between patients, and their frames reuse the free
+        pages the wipe's trim gave back, a few at a time and scattered over the heap, so the booth's resident
+        size would drift up until the next wipe. A second trim once the booth is at rest (no new session
+        started) gives them back; in a worker thread, as it walks every arena.
+        """
+        await asyncio.sleep(self.rest_trim_seconds)
+        if self.wipes == wipe and self.flow.step in (f.Step.WELCOME, f.Step.CLEANING):
+            await asyncio.to_thread(return_free_memory)
+            self.rest_trims += 1
 
     async def _leave(self) -> None:
         session = self.services.session

@@ -184,6 +184,32 @@ async def test_end_then_wipe_forgets_everything(app: tuple[Controller, FakeServi
     assert services.session.named("end") == [] and services.session.named("withdraw") == []
 
 
+async def _through_a_call_to_the_wipe(controller: Controller, services: FakeServices) -> None:
+    await to_waiting(controller, services)
+    services.session.emit(StateEvent(SessionState.CONNECTING))
+    services.session.emit(VerifiedEvent(SAS, "Dr Demo", "acct"))
+    services.session.emit(StateEvent(SessionState.ENDED, "doctor-ended"))
+    assert controller.step is Step.END
+    controller.finish()
+    await settle()
+    assert controller.step is Step.WELCOME
+
+
+async def test_heap_trimmed_again_once_at_rest_after_the_wipe(app: tuple[Controller, FakeServices]) -> None:
+    controller, services = app
+    controller.rest_trim_seconds = 0.05
+    for session in (1, 2):
+        await _through_a_call_to_the_wipe(controller, services)
+        assert controller.wipes == session and controller.rest_trims == session - 1
+        await asyncio.sleep(0.3)
+        assert controller.rest_trims == session  # once per wipe, however long the booth rests
+    # A patient who starts before the booth has rested: no trim in the middle of their session.
+    await _through_a_call_to_the_wipe(controller, services)
+    controller.choose_language("en")
+    await asyncio.sleep(0.3)
+    assert controller.wipes == 3 and controller.rest_trims == 2
+
+
 async def test_quitting_in_the_waiting_room_withdraws(app: tuple[Controller, FakeServices]) -> None:
     controller, services = app
     await to_waiting(controller, services)
