@@ -86,12 +86,22 @@ def test_hub_notifies_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("pcscd", ["host", "starting"])  # host: whatever this machine runs, or no pcscd
 async def test_app_on_a_peripherals_file_notifies_ready_once_the_welcome_screen_is_up(
-    tmp_path: Path, hub_state: Path
+    tmp_path: Path, hub_state: Path, pcscd: str
 ) -> None:
     # kiosk-app as kiosk-app.service runs it (--peripherals, a watchdog), the peripherals being the firmware
     # emulators' ptys and media files named in a peripherals.toml, the screen an Xvfb display.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    held: list[asyncio.StreamWriter] = []
+    if pcscd == "starting":
+        # pcscd as socket activation leaves it while it starts (a minute on a slow boot): its socket takes
+        # the connection, nothing answers yet. The welcome screen and READY=1 must not wait for the card reader.
+        async def take_and_hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+
+        silent = await asyncio.start_unix_server(take_and_hold, str(tmp_path / "pcscd.comm"))
+        env["PCSCLITE_CSOCK_NAME"] = str(tmp_path / "pcscd.comm")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "notify"))
     sock.setblocking(False)
@@ -129,6 +139,11 @@ async def test_app_on_a_peripherals_file_notifies_ready_once_the_welcome_screen_
                     app.kill()
                     await app.wait()
                 sock.close()
+                if pcscd == "starting":
+                    assert held, "the app never asked pcscd"
+                    for writer in held:
+                        writer.close()
+                    silent.close()
     assert "oximeter: disconnected -> connected" in (tmp_path / "app.log").read_text()
 
 
