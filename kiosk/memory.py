@@ -16,11 +16,11 @@ then turns any 2 MiB of it holding a single live page back into a whole
 resident huge page, which no trim can give back. :func:`no_huge_pages_for_arrays`
 turns NumPy's request off; the entry points call it first thing.
 
-Capping glibc's arenas (``M_ARENA_MAX``) or fixing its mmap threshold would
-also curb the drift, and were measured: with either, the 720p calls of the
-patient-app bench dropped and reconnected several times as often (the
-threshold alone cost a quarter of a core in page faults), so the booth keeps
-glibc's defaults.
+Capping glibc's arenas (``M_ARENA_MAX``) or fixing its mmap threshold were
+tried in the patient-app bench and left out: the fixed threshold cost a quarter
+of a core in page faults, and the runs with either had their 720p calls drop
+and reconnect more often (on the 2-core bench machine, where the booth's main
+thread is already the bottleneck, so not conclusive); glibc's defaults stay.
 """
 
 from __future__ import annotations
