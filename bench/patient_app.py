@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summary_ms
-from kiosk.memory import no_huge_pages_for_arrays
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -293,7 +292,6 @@ def run(sessions: int = 20) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    no_huge_pages_for_arrays()  # as kiosk-app does: the figures are the booth's
     parser = argparse.ArgumentParser(prog="python -m bench.patient_app")
     sub = parser.add_subparsers(dest="mode")
     cold = sub.add_parser("cold-start")

@@ -9,18 +9,14 @@ every arena to the kernel; the booth calls it at each wipe, when no call runs,
 and once more when it has rested after the wipe (the controller's
 ``_trim_at_rest``: the cameras keep capturing between patients).
 
-NumPy asks the kernel for transparent huge pages (``MADV_HUGEPAGE``) on every
-array of 4 MiB or more: stills, and frames at full resolution. The flag stays on
-that part of the heap after the array is freed, and the kernel's khugepaged
-then turns any 2 MiB of it holding a single live page back into a whole
-resident huge page, which no trim can give back. :func:`no_huge_pages_for_arrays`
-turns NumPy's request off; the entry points call it first thing.
-
 Capping glibc's arenas (``M_ARENA_MAX``) or fixing its mmap threshold were
 tried in the patient-app bench and left out: the fixed threshold cost a quarter
 of a core in page faults, and the runs with either had their 720p calls drop
 and reconnect more often (on the 2-core bench machine, where the booth's main
 thread is already the bottleneck, so not conclusive); glibc's defaults stay.
+So does NumPy's own default of transparent huge pages for arrays of 4 MiB or
+more: switching it off was tried too, and every bench run with it stalled in
+its first call.
 """
 
 from __future__ import annotations
@@ -52,20 +48,4 @@ def return_free_memory() -> bool:
     if trim is None:
         return False
     trim(0)
-    return True
-
-
-def no_huge_pages_for_arrays() -> bool:
-    """Stop NumPy from asking for transparent huge pages (see the module docstring); False if it cannot.
-
-    NumPy reads ``NUMPY_MADVISE_HUGEPAGE`` only when it is first imported, which a booth process has
-    usually done before its entry point runs; this is the same switch, at run time.
-    """
-    import numpy as np
-
-    core = getattr(np, "_core", None) or getattr(np, "core", None)
-    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    if switch is None:
-        return False
-    switch(False)
     return True

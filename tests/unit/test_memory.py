@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import subprocess
 import sys
 from pathlib import Path
 
@@ -39,38 +38,3 @@ def test_trim_returns_pages_freed_below_a_live_allocation() -> None:
     libc.free(pin)
     freed = 1500 * size / 2**20
     assert before - after > 0.5 * freed, (before, after, freed)
-
-
-# An 8 MiB array in a fresh interpreter; prints whether the kernel was asked for huge pages on the mapping
-# that holds it ("hg" in its VmFlags, /proc/self/smaps).
-_ARRAY = """
-import sys
-import numpy as np
-from kiosk.memory import no_huge_pages_for_arrays
-if sys.argv[1] == "off":
-    assert no_huge_pages_for_arrays()
-array = np.ones(8 * 2**20, dtype=np.uint8)
-address = array.ctypes.data + 4 * 2**20  # madvise covers the 2 MiB-aligned middle (its own mapping)
-inside = False
-for line in open("/proc/self/smaps"):
-    head = line.split()[0]
-    if "-" in head and ":" not in head:
-        start, end = (int(part, 16) for part in head.split("-"))
-        inside = start <= address < end
-    elif inside and line.startswith("VmFlags:"):
-        print("hg" in line.split())
-        break
-"""
-
-
-def _huge_page_advice(mode: str) -> bool:
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", _ARRAY, mode], capture_output=True, text=True, check=True, cwd=root, timeout=60
-    )
-    return done.stdout.strip() == "True"
-
-
-def test_arrays_ask_for_no_huge_pages_once_switched_off() -> None:
-    assert _huge_page_advice("default")  # NumPy's own default on Linux: the test sees the flag it removes
-    assert not _huge_page_advice("off")
