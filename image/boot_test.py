@@ -223,10 +223,9 @@ async def boot(
     try:
         event = await _read_until_event(process.stdout, ConsoleWatcher(), started + timeout, log)
         ready_at = loop.time()
+        shot = None
         if screenshot_to is not None and machine.qmp_socket is not None and process.returncode is None:
             shot = screenshot_to if await screenshot(machine.qmp_socket, screenshot_to) else None
-        else:
-            shot = None
     finally:
         if process.returncode is None:
             process.terminate()

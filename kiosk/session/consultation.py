@@ -488,7 +488,6 @@ class BoothSession:
             # session task it outlived the call, waiting for a peripheral's next state change, which may
             # never come, and kept the ended call alive: its peer connection, its queued frames, and three
             # peripheral subscriptions filling with readings.
-            self._cancel_work(call, "statuses")
             self._start_work(call, "statuses", self._send_statuses(call))
         elif change.new is PeerState.DISCONNECTED:
             await self._recover(call)
@@ -731,6 +730,7 @@ class BoothSession:
             logger.warning("consult channel: message not sent (%s)", exc.reason.value)
 
     def _start_work(self, call: _Call, name: str, work: Awaitable[None]) -> asyncio.Task[None]:
+        self._cancel_work(call, name)  # one task per name: a restarted piece of work replaces the old one
         task = asyncio.ensure_future(work)
         call.tasks[name] = task
         task.add_done_callback(lambda _: call.tasks.pop(name, None) if call.tasks.get(name) is task else None)
