@@ -10,7 +10,10 @@ Two resolutions, because a doctor's still wants the camera's full resolution
 and the live stream does not (PROTOCOLS.md, *Cameras*):
 
 - the stream, at ``stream_size``, delivered with latest-frame semantics: a slow
-  consumer skips frames and never makes memory grow;
+  consumer skips frames and never makes memory grow. Frames are decoded only
+  while someone reads :meth:`UvcCamera.frames` (or a still is asked for): a
+  booth at rest between patients does not spend a core decoding pictures
+  nobody looks at;
 - :meth:`UvcCamera.capture_still`, at full resolution. On a V4L2 device the
   capture switches to the largest mode the driver accepts (probed by asking for
   a huge size and reading back what ``VIDIOC_S_FMT`` adjusted it to), grabs a
@@ -50,6 +53,8 @@ Image = npt.NDArray[np.uint8]
 # Asking V4L2 for this size makes the driver fall back to its largest mode:
 # VIDIOC_S_FMT never fails on a size, it adjusts it to the nearest supported.
 _HUGE = 100_000
+# How often an idle file source looks for a new consumer or a still request.
+_IDLE_POLL = 0.05
 # UVC cameras give their large modes at a usable rate only as Motion-JPEG;
 # uncompressed YUYV over USB 2 is often limited to 640x480 at 30 fps.
 _V4L2_FOURCC = "MJPG"
@@ -195,6 +200,11 @@ class UvcCamera(ThreadedDriver[cv2.VideoCapture]):
         finally:
             self._slots.remove(slot)
 
+    @property
+    def frame_readers(self) -> int:
+        """Open :meth:`frames` iterators: frames are decoded only while there is one (or a still is asked for)."""
+        return len(self._slots)
+
     async def capture_still(self, timeout: float = 5.0) -> Still:
         """A picture at the camera's full resolution.
 
@@ -258,6 +268,9 @@ class UvcCamera(ThreadedDriver[cv2.VideoCapture]):
         while not self._stopping:
             if not os.path.exists(self.path):
                 raise DeviceDisconnected(f"the {self.name} camera went away", device=self.name)
+            if connected and not self._wanted():
+                self._idle(capture, period)
+                continue
             image = _read(capture)
             if image is None and not self.is_v4l2:
                 # End of the emulator's video: it is a loop, start it again.
@@ -279,6 +292,24 @@ class UvcCamera(ThreadedDriver[cv2.VideoCapture]):
                 self._report(DeviceState.CONNECTED)
             self._serve_stills(capture, image, now)
             self._publish(image, now)
+
+    def _wanted(self) -> bool:
+        # Called on the capture thread; the slots change on the loop's thread,
+        # and a list's length is read atomically.
+        return bool(self._slots) or not self._still_requests.empty()
+
+    def _idle(self, capture: cv2.VideoCapture, period: float) -> None:
+        """Nobody watches and no still is asked for: keep the source, decode nothing.
+
+        A device is still dequeued (``grab`` without ``retrieve``: no MJPEG
+        decoding, no scaling), so its buffers hold fresh frames when someone
+        looks again and an unplug is still noticed; a file just waits.
+        """
+        if self.is_v4l2:
+            if not capture.grab():
+                raise DeviceDisconnected(f"the {self.name} camera stopped delivering pictures", device=self.name)
+        else:
+            self._sleep(min(period, _IDLE_POLL))
 
     def _publish(self, image: Image, now: float) -> None:
         width, height = self.stream_size

@@ -178,19 +178,47 @@ class CallVideo:
         self._self: npt.NDArray[np.uint8] | None = None
         self._readers: list[asyncio.Task[None]] = []
         self._camera_task: asyncio.Task[None] | None = None
+        self._self_watchers = 0
+        self._started = False
         session.add_listener(self._on_event)
 
     def start(self) -> None:
-        if self.camera is not None and self._camera_task is None:
-            self._camera_task = asyncio.get_running_loop().create_task(self._follow_camera(self.camera))
+        self._started = True
+        self._follow()
 
     async def stop(self) -> None:
+        self._started = False
         tasks = [*self._readers, *([self._camera_task] if self._camera_task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._readers, self._camera_task = [], None
         self._doctor = self._self = None
+
+    @property
+    def following_camera(self) -> bool:
+        """Whether the booth camera is being read for the self view now."""
+        return self._camera_task is not None
+
+    def watch_self(self, watching: bool) -> None:
+        """Count the screens showing the self view; the camera is read only while there is one.
+
+        Between patients nobody is on those screens, so the camera decodes
+        nothing (:class:`~devices.camera.UvcCamera` decodes only for readers)
+        and its last picture of the previous patient is dropped.
+        """
+        self._self_watchers = max(0, self._self_watchers + (1 if watching else -1))
+        self._follow()
+
+    def _follow(self) -> None:
+        wanted = self._started and self._self_watchers > 0 and self.camera is not None
+        if wanted and self._camera_task is None:
+            assert self.camera is not None
+            self._camera_task = asyncio.get_running_loop().create_task(self._follow_camera(self.camera))
+        elif not wanted and self._camera_task is not None:
+            self._camera_task.cancel()
+            self._camera_task = None
+            self._self = None
 
     def doctor(self) -> npt.NDArray[np.uint8] | None:
         frame = self._doctor

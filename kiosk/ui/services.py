@@ -120,6 +120,10 @@ class VideoFeeds(Protocol):
         """The booth camera's latest frame (RGB), or None when it has none yet."""
         ...
 
+    def watch_self(self, watching: bool) -> None:
+        """A screen starts (True) or stops (False) showing the self view: the camera is read only while one does."""
+        ...
+
 
 class NoVideo:
     """A booth (or a test) without pictures."""
@@ -128,6 +132,9 @@ class NoVideo:
         return None
 
     def self_view(self) -> npt.NDArray[np.uint8] | None:
+        return None
+
+    def watch_self(self, watching: bool) -> None:
         return None
 
 

@@ -32,6 +32,7 @@ from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
 
 from kiosk.ui import text as t
+from kiosk.ui.services import NoVideo, VideoFeeds
 
 MIN_TOUCH_MM = 15.0
 
@@ -171,20 +172,26 @@ class VideoView(Widget):
     def start(self) -> None:
         if self._poll is None:
             self._poll = Clock.schedule_interval(self._update, 1.0 / self.fps)
+            if self.feed == "self":
+                self._feeds().watch_self(True)
 
     def stop(self) -> None:
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
+            if self.feed == "self":
+                self._feeds().watch_self(False)
         self._texture = None
         self.has_picture = False
         self._draw()
 
-    def _update(self, _dt: float) -> None:
+    @staticmethod
+    def _feeds() -> VideoFeeds:
         app = App.get_running_app()
-        if app is None:
-            return
-        video = app.controller.services.video
+        return NoVideo() if app is None else app.controller.services.video
+
+    def _update(self, _dt: float) -> None:
+        video = self._feeds()
         frame = video.doctor() if self.feed == "doctor" else video.self_view()
         if frame is None:
             if self.has_picture:
@@ -196,9 +203,13 @@ class VideoView(Widget):
         if self._texture is None or self._texture.size != (width, height):
             self._texture = Texture.create(size=(width, height), colorfmt="rgb")
             self._texture.flip_vertical()
+            self._texture.blit_buffer(frame.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+            self.has_picture = True
+            self._draw()
+            return
+        # Same texture, new pixels: the drawn rectangle stays, only a redraw is due.
         self._texture.blit_buffer(frame.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
-        self.has_picture = True
-        self._draw()
+        self.canvas.ask_update()
 
     def _draw(self, *_: object) -> None:
         self.canvas.clear()

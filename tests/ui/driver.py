@@ -417,6 +417,7 @@ class Driver:
         result["doctor_picture"] = bool(app.find("doctor_view").has_picture)
         result["doctor_view_size"] = list(app.find("doctor_view").size)
         result["self_view_size"] = list(app.find("self_view").size)
+        result["self_view_watchers_in_call"] = self.frames.self_watchers
         from kivy.core.window import Window
         from kivy.uix.vkeyboard import VKeyboard
 
@@ -468,6 +469,7 @@ class Driver:
         # The wipe waits for nothing here; the cleaning gate shows next.
         await at("cleaning")
         result["patient_data_after_wipe"] = c.flow.patient_data_present()
+        result["self_view_watchers_after_wipe"] = self.frames.self_watchers
         result["view_after_wipe"] = repr(c.view)
         await app.press("staff_corner", 3.3)
         await at("staff_pin")

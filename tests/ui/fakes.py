@@ -99,12 +99,17 @@ class Frames:
         self._doctor[:, :, 2] = 120
         self._self = np.full((240, 320, 3), (30, 140, 90), dtype=np.uint8)
         self.on = True
+        self.self_watchers = 0
 
     def doctor(self) -> npt.NDArray[np.uint8] | None:
         return self._doctor if self.on else None
 
     def self_view(self) -> npt.NDArray[np.uint8] | None:
         return self._self if self.on else None
+
+    def watch_self(self, watching: bool) -> None:
+        self.self_watchers += 1 if watching else -1
+        assert self.self_watchers >= 0, "a screen stopped watching the self view twice"
 
 
 def identity(count: int) -> CardIdentity:

@@ -82,6 +82,9 @@ def test_whole_flow_by_touch(ui_report: dict[str, Any]) -> None:
     doctor_w, doctor_h = flow["doctor_view_size"]
     self_w, self_h = flow["self_view_size"]
     assert doctor_w * doctor_h > 4 * self_w * self_h, "the doctor large, the patient small"
+    # The booth camera is read for the screen only while a screen shows it.
+    assert flow["self_view_watchers_in_call"] == 1
+    assert flow["self_view_watchers_after_wipe"] == 0
     assert flow["chat_sent"][-1] == "J'ai mal à la gorge"
     assert flow["cuff_waits_for_patient"], "the cuff must not inflate before the patient confirms"
     assert flow["cuff_allowed_after_confirm"] is True

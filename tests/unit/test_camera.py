@@ -216,6 +216,20 @@ async def test_slow_consumer_gets_fresh_frames_in_bounded_memory(camera: UvcCame
     assert grown < 6 * frame_bytes, grown
 
 
+async def test_nothing_is_decoded_while_nobody_reads(camera: UvcCamera) -> None:
+    before = (await take(camera, 2))[-1]
+    await asyncio.sleep(0.5)  # fifteen frame periods with no reader
+    after = await take(camera, 2)
+    # Frames are numbered as they are decoded: the idle half second made none.
+    assert after[0].index - before.index <= 2, (before.index, [frame.index for frame in after])
+    assert after[0].time - before.time >= 0.5
+    # A still is served while nobody reads the stream, and the stream resumes after it.
+    still = await camera.capture_still()
+    assert (still.width, still.height) == NATIVE
+    resumed = await take(camera, 3)
+    assert [frame.index for frame in resumed] == list(range(resumed[0].index, resumed[0].index + 3))
+
+
 async def test_two_consumers_both_get_frames(camera: UvcCamera) -> None:
     a, b = await asyncio.gather(take(camera, 3), take(camera, 3))
     assert len(a) == len(b) == 3
