@@ -106,6 +106,42 @@ class Diagnosis:
         self._counts = counts
 
 
+class LoopLag:
+    """How late the booth's event loop wakes a 10 ms sleep, sampled while ``recording`` is set.
+
+    The booth's loop runs the UI's drawing and the call's packets: when it wakes late, the kernel queues the
+    call's datagrams meanwhile, and drops them once the socket's buffer is full.
+    """
+
+    period = 0.01
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.period)
+            if self.recording:
+                self.samples.append(max(0.0, loop.time() - before - self.period))
+
+
+def _audit_events(path: Path, name: str) -> int:
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if json.loads(line).get("event") == name)
+
+
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -183,6 +219,7 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
     after_wipe: list[float] = []
     right_after_wipe: list[float] = []
     diagnosis: Diagnosis | None = None
+    lag = LoopLag()
 
     async def touch(app: BoothApp, widget: str, *next_screens: str) -> None:
         started = time.monotonic()
@@ -206,6 +243,7 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
                     await doctor.login()
                     first_name = card.expected()[0].first_name
                     await drawn(app, "welcome")
+                    lag.start()
                     for _ in range(count):
                         await touch(app, "lang_fr", "consent")
                         await touch(app, "consent_accept", "identification")
@@ -220,11 +258,13 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
                         await touch(app, "reason_infection", "selfcheck", "waiting")  # a quick self-check skips a frame
                         await wait_for(lambda: controller.screen == "waiting", 30, "the waiting room")
                         await doctor.accept_next(60, first_name=first_name)
+                        lag.recording = True
                         await doctor.sas()
                         await doctor.verify()
                         await asyncio.sleep(5)  # the call runs: 720p both ways
                         in_call.append(rss_mib())
                         await doctor.end()
+                        lag.recording = False
                         await drawn(app, "end")
                         await touch(app, "end_finish", "welcome")
                         await card.remove()
@@ -240,6 +280,7 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
                                 diagnosis = Diagnosis()
                             else:
                                 diagnosis.report(len(after_wipe))
+                    lag.stop()
                     await doctor.close()
                 app.stop()
                 await running
@@ -261,6 +302,9 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
         "rss_growth_percent_from_second_session": round(growth_warmed, 2),
         "rss_after_each_session_mib": [round(value, 1) for value in after_wipe],
         "rss_1s_after_each_wipe_mib": [round(value, 1) for value in right_after_wipe],
+        "event_loop_lag_in_call": summary_ms(lag.samples) if lag.samples else None,
+        # Each one is a call that lost its connection and made it again (an ICE restart): none expected on loopback.
+        "call_reconnects": _audit_events(out / "state" / "booth" / "audit" / "audit.log", "consultation_reconnecting"),
     }
 
 
@@ -306,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "cold-start":
         print(json.dumps(asyncio.run(_cold_start(args.spawned_at))))
     elif args.mode == "sessions":
+        from kiosk.memory import limit_arenas
+
+        limit_arenas()  # the booth in this process allocates as kiosk-app's does
         print(json.dumps(asyncio.run(_sessions(args.count, args.out, args.diagnose))))
     else:
         print(json.dumps(run(args.sessions), indent=2))

@@ -1,22 +1,27 @@
 """Giving freed memory back to the system between patients.
 
 A consultation allocates and frees hundreds of megabytes of video frames from
-several threads (capture, decoding, encoding). glibc's allocator keeps the
-freed pages in per-thread arenas for reuse, but the next call's threads do not
-always land on the same arenas, so the booth's resident size creeps up session
-after session although nothing leaks. ``malloc_trim`` returns the free pages of
-every arena to the kernel; the booth calls it at each wipe, when no call runs,
-and once more when it has rested after the wipe (the controller's
-``_trim_at_rest``: the cameras keep capturing between patients).
+several threads (capture, decoding, encoding, the software renderer).
+``malloc_trim`` returns the free pages of glibc's heaps to the kernel; the
+booth calls it at each wipe, when no call runs, and once more when it has
+rested after the wipe (the controller's ``_trim_at_rest``).
 
-Capping glibc's arenas (``M_ARENA_MAX``) or fixing its mmap threshold were
-tried in the patient-app bench and left out: the fixed threshold cost a quarter
-of a core in page faults, and the runs with either had their 720p calls drop
-and reconnect more often (on the 2-core bench machine, where the booth's main
-thread is already the bottleneck, so not conclusive); glibc's defaults stay.
-So does NumPy's own default of transparent huge pages for arrays of 4 MiB or
-more: switching it off was tried too, and every bench run with it stalled in
-its first call.
+But ``malloc_trim`` releases only free chunks inside a heap, and the top of
+the main one. By default each thread that allocates gets an arena of its own,
+and the free space at the top of a thread's arena goes back only when it
+exceeds the trim threshold, which glibc raises to twice the largest block it
+ever mapped (a 1080p frame: 12 MiB). With a dozen arenas, each holding the
+top of its last frames, the booth's resident size at rest climbed ~10 MiB a
+session over 20 sessions although the bytes in use stayed flat (bench:
+``python -m bench.patient_app --diagnose``, /proc/PID/smaps per mapping). So
+the booth's processes allocate from a single arena (:func:`limit_arenas`,
+first thing in ``main``): every free page is then in reach of the trim. Its
+lock is taken per allocation, not while frames are processed, and the large
+blocks are few (a handful per frame).
+
+Fixing glibc's mmap threshold was tried and left out: frames then came from
+``mmap`` one by one, and page faults cost a quarter of a core. So was turning
+off NumPy's transparent huge pages for large arrays.
 """
 
 from __future__ import annotations
@@ -49,3 +54,26 @@ def return_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+
+
+def limit_arenas(count: int = 1) -> bool:
+    """Make every thread of this process allocate from at most ``count`` glibc arenas.
+
+    Call it before other threads allocate: glibc fixes its arena limit when
+    the first extra arena is made. False when the C library cannot.
+    """
+    if count < 1:
+        raise ValueError("at least one arena")
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, count))

@@ -42,6 +42,7 @@ from kiosk.demo.display import virtual_display
 from kiosk.demo.hub import DevHub
 from kiosk.identity.pcsc import PcscMonitor
 from kiosk.identity.virtual.cards import SyntheticPerson
+from kiosk.memory import limit_arenas
 from kiosk.records.service import open_records
 from kiosk.records.uploader import Uploader, UploaderConfig
 from kiosk.session.booth import credentials_from_args
@@ -410,6 +411,7 @@ def print_welcome(hub: DevHub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_arenas()  # the booth runs in this process: as kiosk-app does (kiosk.memory)
     parser = argparse.ArgumentParser(prog="python -m kiosk.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     parser.add_argument("--scripted", action="store_true", help="script patient and doctor even with a display")

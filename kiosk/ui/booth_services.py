@@ -176,6 +176,9 @@ class CallVideo:
         self.audio_sink = audio_sink
         self._doctor: Any = None  # the latest av.VideoFrame
         self._self: npt.NDArray[np.uint8] | None = None
+        # The latest source frame converted for the screen, and what it became.
+        self._doctor_shown: tuple[Any, npt.NDArray[np.uint8] | None] = (None, None)
+        self._self_shown: tuple[Any, npt.NDArray[np.uint8] | None] = (None, None)
         self._readers: list[asyncio.Task[None]] = []
         self._camera_task: asyncio.Task[None] | None = None
         self._self_watchers = 0
@@ -194,6 +197,7 @@ class CallVideo:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._readers, self._camera_task = [], None
         self._doctor = self._self = None
+        self._doctor_shown = self._self_shown = (None, None)
 
     @property
     def following_camera(self) -> bool:
@@ -219,19 +223,25 @@ class CallVideo:
             self._camera_task.cancel()
             self._camera_task = None
             self._self = None
+            self._self_shown = (None, None)
 
     def doctor(self) -> npt.NDArray[np.uint8] | None:
         frame = self._doctor
         if frame is None:
             return None
-        image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-        return _fit(image)
+        if self._doctor_shown[0] is not frame:
+            # Converted once per received frame: a screen polling faster than the doctor's camera gets the
+            # same array again, which it knows it has drawn already.
+            self._doctor_shown = (frame, _fit(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)))
+        return self._doctor_shown[1]
 
     def self_view(self) -> npt.NDArray[np.uint8] | None:
         image = self._self
         if image is None:
             return None
-        return _fit(np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8))
+        if self._self_shown[0] is not image:
+            self._self_shown = (image, _fit(np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)))
+        return self._self_shown[1]
 
     def _on_event(self, event: SessionEvent) -> None:
         if not isinstance(event, StateEvent):
@@ -246,6 +256,7 @@ class CallVideo:
                 task.cancel()
             self._readers = []
             self._doctor = None
+            self._doctor_shown = (None, None)
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):

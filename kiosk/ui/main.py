@@ -35,6 +35,7 @@ from kiosk.audit import AuditLog
 from kiosk.audit.booth import BoothAudit
 from kiosk.documents.intake import BoothPrescriptions, PrescriptionIntake, cups_printer
 from kiosk.documents.printing import PrinterConfig
+from kiosk.memory import limit_arenas
 from kiosk.records.service import SealedRecords, open_records
 from kiosk.sdnotify import Notifier
 from kiosk.session.booth import add_booth_arguments, booth_equipment, credentials_from_args, run_cli
@@ -298,6 +299,7 @@ async def _notify_ready(app: BoothApp, notifier: Notifier, *, every: float = 60.
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kiosk-app``."""
+    limit_arenas()  # before any thread allocates: see kiosk.memory
     return run_cli(run, _parser().parse_args(argv))
 
 

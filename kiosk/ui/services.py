@@ -113,7 +113,10 @@ class VideoFeeds(Protocol):
     """The pictures the consultation and self-check screens show, polled by the screens (~15 times a second)."""
 
     def doctor(self) -> npt.NDArray[np.uint8] | None:
-        """The doctor's latest video frame (RGB, H x W x 3), or None outside a call or before the first frame."""
+        """The doctor's latest video frame (RGB, H x W x 3), or None outside a call or before the first frame.
+
+        The same array (``is``) until a new frame came: the screen then has nothing to redraw.
+        """
         ...
 
     def self_view(self) -> npt.NDArray[np.uint8] | None:

@@ -13,7 +13,7 @@ from kiosk.ui import kivyenv  # noqa: F401  (Kivy's environment and settings, be
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kivy.animation import Animation
 from kivy.app import App
@@ -157,31 +157,52 @@ class StaffCorner(Widget):
 
 
 class VideoView(Widget):
-    """A video feed polled ~15 times a second into a texture: ``feed`` is ``doctor`` or ``self``."""
+    """A video feed polled :attr:`FPS` times a second into a texture: ``feed`` is ``doctor`` or ``self``.
+
+    Every shown view is polled by one shared clock event, so the doctor's
+    picture and the self view change in the same frame: one redraw of the
+    window per tick rather than one per view. On a booth drawing in software
+    each redraw holds the event loop that also reads the call's packets.
+    """
+
+    FPS = 15.0
 
     feed = OptionProperty("doctor", options=["doctor", "self"])
-    fps = NumericProperty(15.0)
     has_picture = BooleanProperty(False)
+
+    _shown: ClassVar[list[VideoView]] = []
+    _ticker: ClassVar[Any] = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._texture: Texture | None = None
-        self._poll: Any = None
+        self._drawn: Any = None  # the feed's array now in the texture
         self.bind(pos=self._draw, size=self._draw)
 
+    @property
+    def polling(self) -> bool:
+        """Between :meth:`start` and :meth:`stop`."""
+        return self in VideoView._shown
+
     def start(self) -> None:
-        if self._poll is None:
-            self._poll = Clock.schedule_interval(self._update, 1.0 / self.fps)
-            if self.feed == "self":
-                self._feeds().watch_self(True)
+        if self.polling:
+            return
+        VideoView._shown.append(self)
+        if VideoView._ticker is None:
+            VideoView._ticker = Clock.schedule_interval(VideoView._tick, 1.0 / self.FPS)
+        if self.feed == "self":
+            self._feeds().watch_self(True)
 
     def stop(self) -> None:
-        if self._poll is not None:
-            self._poll.cancel()
-            self._poll = None
+        if self.polling:
+            VideoView._shown.remove(self)
+            if not VideoView._shown and VideoView._ticker is not None:
+                VideoView._ticker.cancel()
+                VideoView._ticker = None
             if self.feed == "self":
                 self._feeds().watch_self(False)
         self._texture = None
+        self._drawn = None
         self.has_picture = False
         self._draw()
 
@@ -190,15 +211,24 @@ class VideoView(Widget):
         app = App.get_running_app()
         return NoVideo() if app is None else app.controller.services.video
 
-    def _update(self, _dt: float) -> None:
+    @staticmethod
+    def _tick(_dt: float) -> None:
+        for view in list(VideoView._shown):
+            view._update()
+
+    def _update(self) -> None:
         video = self._feeds()
         frame = video.doctor() if self.feed == "doctor" else video.self_view()
         if frame is None:
+            self._drawn = None
             if self.has_picture:
                 self._texture = None
                 self.has_picture = False
                 self._draw()
             return
+        if frame is self._drawn and self._texture is not None:
+            return  # the feed has no newer frame: nothing to redraw
+        self._drawn = frame
         height, width = frame.shape[:2]
         if self._texture is None or self._texture.size != (width, height):
             self._texture = Texture.create(size=(width, height), colorfmt="rgb")

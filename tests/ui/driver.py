@@ -415,6 +415,7 @@ class Driver:
         result["sas_words"] = app.find("sas_words").text
         await asyncio.sleep(0.2)  # a few video polls
         result["doctor_picture"] = bool(app.find("doctor_view").has_picture)
+        result["self_picture"] = bool(app.find("self_view").has_picture)
         result["doctor_view_size"] = list(app.find("doctor_view").size)
         result["self_view_size"] = list(app.find("self_view").size)
         result["self_view_watchers_in_call"] = self.frames.self_watchers

@@ -78,7 +78,7 @@ def test_whole_flow_by_touch(ui_report: dict[str, Any]) -> None:
     assert "1" in flow["waiting_text_updated"] and "2 min" in flow["waiting_text_updated"]
     assert flow["sas_digits"] == "042 917"
     assert flow["sas_words"].split(" · ") == ["abricot", "baleine", "citron", "dauphin"]
-    assert flow["doctor_picture"]
+    assert flow["doctor_picture"] and flow["self_picture"]
     doctor_w, doctor_h = flow["doctor_view_size"]
     self_w, self_h = flow["self_view_size"]
     assert doctor_w * doctor_h > 4 * self_w * self_h, "the doctor large, the patient small"

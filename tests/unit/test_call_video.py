@@ -65,6 +65,8 @@ async def test_camera_read_only_while_a_screen_shows_the_self_view(camera: UvcCa
         video.watch_self(True)  # the self-check screen
         image = await picture(video)
         assert image.shape == (SIZE[1], SIZE[0], 3)
+        # Converted once per camera frame: polled again before the next one, the same array.
+        assert video.self_view() is video.self_view()
         assert camera.frame_readers == 1
 
         video.watch_self(True)  # the consultation screen comes in before the self-check leaves
