@@ -35,6 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from devices import config as peripheral_config
+from kiosk.memory import limit_arenas
 from kiosk.session import hardware
 from kiosk.session.binding import FleetTrust, IdentityKey
 from kiosk.session.consultation import (
@@ -251,6 +252,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kiosk-booth``."""
+    limit_arenas()  # before any thread allocates: see kiosk.memory
     return run_cli(run, _parser().parse_args(argv))
 
 
