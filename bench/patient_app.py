@@ -16,7 +16,10 @@ window runs in its own process (Kivy opens one window per process):
   screen), and the booth process's RSS during each 720p call and after each
   wipe, at rest (once the booth has trimmed its heap again, ten seconds after
   the wipe, as it does between patients); also 1 s after each wipe. Growth is
-  measured from the first session's wipe to the last one's, at rest.
+  measured from the first session's wipe to the last one's, at rest. Also how
+  late the booth's event loop runs during the calls (``event_loop_lag_in_call``)
+  and how many calls had to reconnect (``call_reconnects``, from the booth's
+  audit trail).
 """
 
 from __future__ import annotations
