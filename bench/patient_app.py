@@ -8,6 +8,8 @@ window runs in its own process (Kivy opens one window per process):
 
 - ``cold_start``: process start → welcome screen drawn, app only (its services
   idle), 5 runs.
+- ``video_redraw``: one redraw of the call's video (upload, draw, buffer swap),
+  alone, medians of 60.
 - In one booth process on the real stack (development hub, emulated
   peripherals streaming 1280x720 at 15 frames/s, private pcscd with the virtual card, doctor in
   headless Chromium), N consecutive whole sessions (default 20):
@@ -37,7 +39,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.stats import summary_ms
+from bench.stats import percentile, summary_ms
 
 if TYPE_CHECKING:
     from kiosk.ui.app import BoothApp
@@ -123,12 +125,35 @@ class LoopLag:
         self.samples: list[float] = []
         self._task: asyncio.Task[None] | None = None
 
+        self.gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._gc_started = 0.0
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # The cyclic collector stops the whole interpreter, the loop included.
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self.recording:
+            self.gc_pauses[info["generation"]].append(time.perf_counter() - self._gc_started)
+
+    def gc_report(self) -> dict[str, Any]:
+        return {
+            f"generation_{generation}": {
+                "count": len(pauses),
+                "max_ms": round(max(pauses) * 1000, 1) if pauses else 0.0,
+                "total_ms": round(sum(pauses) * 1000, 1),
+            }
+            for generation, pauses in self.gc_pauses.items()
+        }
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -203,6 +228,45 @@ async def _cold_start(spawned_at: float) -> dict[str, float]:
     app.stop()
     await running
     return {"cold_start_s": shown - spawned_at}
+
+
+# -- one video redraw (child process) --------------------------------------------------------------
+def _frame_cost(frames: int = 60) -> dict[str, Any]:
+    """What one redraw of the call's video costs the booth's loop: a new 1280x720 RGB frame uploaded
+    (``blit``), the window drawn with it at the doctor view's size and at the self view's (``draw``), and
+    the buffer swap, which waits for the renderer (``flip``: under Mesa's software renderer, the
+    rasterisation of the whole window). Medians over ``frames`` redraws, nothing else running."""
+    from kiosk.ui import kivyenv  # noqa: F401  (before Kivy)
+
+    # isort: split
+    import numpy as np
+    from kivy.core.window import Window
+    from kivy.graphics import Color, Rectangle
+    from kivy.graphics.texture import Texture
+
+    Window.size = SCREEN
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8).tobytes() for _ in range(4)]
+    texture = Texture.create(size=(1280, 720), colorfmt="rgb")
+    with Window.canvas:
+        Color(1, 1, 1, 1)
+        Rectangle(texture=texture, pos=(16, 80), size=(712, 400))  # the doctor, 58 % of the width
+        Rectangle(texture=texture, pos=(500, 96), size=(213, 120))  # the self view, a third of that
+    phases: dict[str, list[float]] = {"blit": [], "draw": [], "flip": []}
+    for index in range(frames + 5):
+        started = time.perf_counter()
+        texture.blit_buffer(pictures[index % len(pictures)], colorfmt="rgb", bufferfmt="ubyte")
+        blitted = time.perf_counter()
+        Window.dispatch("on_draw")
+        drawn = time.perf_counter()
+        Window.dispatch("on_flip")
+        flipped = time.perf_counter()
+        if index >= 5:  # the first ones compile shaders
+            phases["blit"].append(blitted - started)
+            phases["draw"].append(drawn - blitted)
+            phases["flip"].append(flipped - drawn)
+    Window.close()
+    return {f"{name}_ms_p50": round(percentile(values, 0.5) * 1000, 2) for name, values in phases.items()}
 
 
 # -- sessions (child process) ---------------------------------------------------------------------
@@ -306,6 +370,7 @@ async def _sessions(count: int, out: Path, diagnose: bool = False) -> dict[str, 
         "rss_after_each_session_mib": [round(value, 1) for value in after_wipe],
         "rss_1s_after_each_wipe_mib": [round(value, 1) for value in right_after_wipe],
         "event_loop_lag_in_call": summary_ms(lag.samples) if lag.samples else None,
+        "gc_pauses_in_call": lag.gc_report(),
         # Each one is a call that lost its connection and made it again (an ICE restart): none expected on loopback.
         "call_reconnects": _audit_events(out / "state" / "booth" / "audit" / "audit.log", "consultation_reconnecting"),
     }
@@ -334,6 +399,7 @@ def run(sessions: int = 20) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-patient-") as work, virtual_display(SCREEN):
         starts = [_child(["cold-start", repr(time.time())], 120)["cold_start_s"] for _ in range(COLD_STARTS)]
         results["cold_start_to_welcome"] = summary_ms(starts)
+        results["video_redraw"] = _child(["frame-cost"], 120)
         results.update(_child(["sessions", str(sessions), work], 60 + 150 * sessions))
     return results
 
@@ -343,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="mode")
     cold = sub.add_parser("cold-start")
     cold.add_argument("spawned_at", type=float)
+    sub.add_parser("frame-cost")
     many = sub.add_parser("sessions")
     many.add_argument("count", type=int)
     many.add_argument("out", type=Path)
@@ -352,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     if args.mode == "cold-start":
         print(json.dumps(asyncio.run(_cold_start(args.spawned_at))))
+    elif args.mode == "frame-cost":
+        print(json.dumps(_frame_cost()))
     elif args.mode == "sessions":
         from kiosk.memory import limit_arenas
 
