@@ -112,7 +112,8 @@ class Diagnosis:
 
 
 class LoopLag:
-    """How late the booth's event loop wakes a 10 ms sleep, sampled while ``recording`` is set.
+    """How late the booth's event loop wakes a 10 ms sleep, and how long the garbage collector paused the
+    interpreter, sampled while ``recording`` is set.
 
     The booth's loop runs the UI's drawing and the call's packets: when it wakes late, the kernel queues the
     call's datagrams meanwhile, and drops them once the socket's buffer is full.
@@ -124,7 +125,6 @@ class LoopLag:
         self.recording = False
         self.samples: list[float] = []
         self._task: asyncio.Task[None] | None = None
-
         self.gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
         self._gc_started = 0.0
 

@@ -33,26 +33,27 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable
+from typing import cast
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _glibc_function(name: str, argtypes: tuple[type, ...]) -> Callable[..., int] | None:
+    """``name`` from the C library, typed; None when it is not glibc (musl has no malloc_trim nor M_ARENA_MAX)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
         return None
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        function = getattr(ctypes.CDLL(library), name)
     except (OSError, AttributeError):
-        return None  # not glibc (musl has no malloc_trim): nothing to do
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+        return None
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return cast("Callable[..., int]", function)
 
 
 def return_free_memory() -> bool:
     """Release the allocator's free pages to the kernel; False when the C library cannot."""
-    trim = _malloc_trim()
+    trim = _glibc_function("malloc_trim", (ctypes.c_size_t,))
     if trim is None:
         return False
     trim(0)
@@ -70,13 +71,7 @@ def limit_arenas(count: int = 1) -> bool:
     """
     if count < 1:
         raise ValueError("at least one arena")
-    name = ctypes.util.find_library("c")
-    if name is None:
+    mallopt = _glibc_function("mallopt", (ctypes.c_int, ctypes.c_int))
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, count))

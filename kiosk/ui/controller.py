@@ -386,10 +386,10 @@ class Controller:
     async def _trim_at_rest(self, wipe: int) -> None:
         """Trim the heap again once the booth has rested after wipe number ``wipe``.
 
-        The cameras and the stethoscope keep capturing between patients, and their frames reuse the free
-        pages the wipe's trim gave back, a few at a time and scattered over the heap, so the booth's resident
-        size would drift up until the next wipe. A second trim once the booth is at rest (no new session
-        started) gives them back; in a worker thread, as it walks every arena.
+        What still runs between patients (the stethoscope's capture, the hub link, the screens' last frames
+        going away) reuses free pages the wipe's trim gave back, a few at a time and scattered over the heap,
+        so the booth's resident size would drift up until the next wipe. A second trim once the booth is at
+        rest (no new session started) gives them back; in a worker thread, as it walks the whole heap.
         """
         await asyncio.sleep(self.rest_trim_seconds)
         if self.wipes == wipe and self.flow.step in (f.Step.WELCOME, f.Step.CLEANING):

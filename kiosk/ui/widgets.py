@@ -226,20 +226,21 @@ class VideoView(Widget):
                 self.has_picture = False
                 self._draw()
             return
-        if frame is self._drawn and self._texture is not None:
+        if frame is self._drawn:
             return  # the feed has no newer frame: nothing to redraw
         self._drawn = frame
         height, width = frame.shape[:2]
-        if self._texture is None or self._texture.size != (width, height):
+        resized = self._texture is None or self._texture.size != (width, height)
+        if resized:
             self._texture = Texture.create(size=(width, height), colorfmt="rgb")
             self._texture.flip_vertical()
-            self._texture.blit_buffer(frame.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        assert self._texture is not None
+        self._texture.blit_buffer(frame.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        if resized:
             self.has_picture = True
             self._draw()
-            return
-        # Same texture, new pixels: the drawn rectangle stays, only a redraw is due.
-        self._texture.blit_buffer(frame.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
-        self.canvas.ask_update()
+        else:
+            self.canvas.ask_update()  # same texture, new pixels: the drawn rectangle stays
 
     def _draw(self, *_: object) -> None:
         self.canvas.clear()
