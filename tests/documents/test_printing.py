@@ -109,12 +109,15 @@ class SocketPrinter:
 @contextlib.asynccontextmanager
 async def queue(cups: Cups, name: str = "booth") -> AsyncIterator[SocketPrinter]:
     async with SocketPrinter() as printer:
-        result = await asyncio.to_thread(
-            subprocess.run,
-            ["lpadmin", "-h", cups.server, "-p", name, "-E", "-v", f"socket://127.0.0.1:{printer.port}", "-m", "raw"],
-            capture_output=True,
-            text=True,
-        )
+        command = ["lpadmin", "-h", cups.server, "-p", name, "-E", "-v", f"socket://127.0.0.1:{printer.port}"]
+        deadline = time.monotonic() + 10
+        while True:
+            result = await asyncio.to_thread(subprocess.run, [*command, "-m", "raw"], capture_output=True, text=True)
+            # Under a loaded CI machine, cupsd answered the readiness probe and then refused lpadmin's first
+            # connection ("Unable to connect to server: Bad file descriptor"): only that is tried again.
+            if "Unable to connect to server" not in result.stderr or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         assert result.returncode == 0, result.stderr
         yield printer
 
